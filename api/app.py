@@ -1,0 +1,28 @@
+"""The Falcon application: routes wired to resources over a Ledger passed in."""
+
+from dataclasses import dataclass
+
+import falcon
+
+from api import errors, resources
+from ledger.errors import LedgerError
+from ledger.service import Ledger
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    #: Largest accepted request body, in bytes (larger: 413 without reading it).
+    body_limit: int = 1024 * 1024
+
+
+def create_app(ledger: Ledger, config: ApiConfig | None = None) -> falcon.App:
+    config = config or ApiConfig()
+    app = falcon.App()
+    app.req_options.strip_url_path_trailing_slash = True
+    collection = resources.Collection(ledger, config.body_limit)
+    app.add_route("/{collection}", collection)
+    app.add_route("/{collection}/{uuid}", collection, suffix="item")
+    app.add_route("/worker/{kind}/{uuid}", resources.Worker(ledger, config.body_limit))
+    app.add_error_handler(Exception, errors.handle_unexpected)
+    app.add_error_handler(LedgerError, errors.handle_ledger_error)
+    return app

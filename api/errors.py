@@ -1,0 +1,42 @@
+"""Mapping domain errors to HTTP, in one place."""
+
+import logging
+from typing import Any
+
+import falcon
+
+from ledger import errors
+
+log = logging.getLogger("orchestrator.api")
+
+STATUS: list[tuple[type[errors.LedgerError], str]] = [
+    (errors.NotFoundError, falcon.HTTP_404),
+    (errors.ConflictError, falcon.HTTP_409),
+    (errors.ValidationError, falcon.HTTP_400),
+    (errors.AuthError, falcon.HTTP_401),
+    (errors.ForbiddenError, falcon.HTTP_403),
+    (errors.TooLargeError, falcon.HTTP_413),
+    (errors.UnsupportedMediaError, falcon.HTTP_415),
+    (errors.StorageError, falcon.HTTP_503),
+]
+
+
+def status_of(error: errors.LedgerError) -> str:
+    for cls, status in STATUS:
+        if isinstance(error, cls):
+            return status
+    return falcon.HTTP_500
+
+
+def handle_ledger_error(req: falcon.Request, resp: falcon.Response, error: errors.LedgerError, params: Any) -> None:
+    status = status_of(error)
+    if isinstance(error, errors.AuthError):
+        log.warning("rejected signature: %s", error.message)
+    raise falcon.HTTPError(status, title=error.title, description=error.message)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    if isinstance(error, falcon.HTTPError):
+        raise error
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(title="Internal error", description="the server failed; see its log")

@@ -1,0 +1,87 @@
+"""REST resources: parse and shape; the ledger does the work."""
+
+from collections.abc import Callable
+
+import falcon
+import orjson
+
+from api.signed import read_body, signed_request
+from ledger import machine
+from ledger.errors import UnsupportedMediaError, ValidationError
+from ledger.service import Ledger
+
+RESERVED = ("limit", "after")
+
+
+def _json(resp: falcon.Response, status: int | str, data: bytes) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = data
+
+
+class Authenticated:
+    def __init__(self, ledger: Ledger, body_limit: int) -> None:
+        self.ledger = ledger
+        self.body_limit = body_limit
+
+    def _read(self, req: falcon.Request, role: str | None = None) -> None:
+        body = read_body(req, self.body_limit)
+        self.ledger.authenticate_read(signed_request(req, body), role)
+
+    def _write(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_body(req, self.body_limit)
+        request = signed_request(req, body)
+        route, _ = machine.route_of(req.method, req.path)
+        signer = self.ledger.authenticate(request, route.role)
+        media = (req.content_type or "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise UnsupportedMediaError(f"Content-Type must be application/json, not {media or 'absent'!r}")
+        committed = self.ledger.submit(request, signer).result()
+        body_out = dict(committed.body)
+        body_out["receipt"] = {"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash}
+        _json(resp, committed.status, orjson.dumps(body_out))
+
+
+class Collection(Authenticated):
+    """GET /{collection}, GET /{collection}/{uuid}; POST /problem, /algo, /data, /prediction."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        self._read(req)
+        filters: dict[str, str] = {}
+        for name, value in req.params.items():
+            if isinstance(value, list):
+                raise ValidationError(f"query parameter {name!r} is given more than once")
+            filters[name] = value
+        limit_text = filters.pop("limit", None)
+        after = filters.pop("after", None)
+        limit = 1000
+        if limit_text is not None:
+            if not limit_text.isdigit():
+                raise ValidationError("limit must be a positive integer")
+            limit = int(limit_text)
+        page = self.ledger.find(collection, filters, limit=limit, after=after)
+        key = collection + "s"
+        data = b'{"%s":[%s]' % (key.encode(), b",".join(page.documents))
+        if page.next_after is not None:
+            data += b',"next_after":"%s"' % page.next_after.encode()
+        _json(resp, falcon.HTTP_200, data + b"}")
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
+        self._read(req)
+        _json(resp, falcon.HTTP_200, self.ledger.document(collection, uuid))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        self._write(req, resp)
+
+    def on_post_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
+        self._write(req, resp)
+
+
+class Worker(Authenticated):
+    """POST /worker/{uplet_type}/{uplet_uuid}."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, kind: str, uuid: str) -> None:
+        self._write(req, resp)
+
+
+Factory = Callable[[Ledger, int], Authenticated]

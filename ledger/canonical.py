@@ -1,0 +1,69 @@
+"""Canonical encodings and strict JSON parsing.
+
+Canonical JSON here is orjson with sorted keys and no whitespace. Every value
+the ledger stores or hashes goes through :func:`dumps`, so the same value always
+has the same bytes, in every process.
+"""
+
+import json
+import math
+from typing import Any
+
+import orjson
+
+from ledger.errors import ValidationError
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical bytes of a JSON value (sorted keys, compact, UTF-8)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def loads(data: bytes) -> Any:
+    """Decode bytes previously produced by :func:`dumps`."""
+    return orjson.loads(data)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValidationError(f"duplicate JSON key {key!r}")
+        result[key] = value
+    return result
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValidationError(f"number {text[:40]} is not a finite double")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValidationError(f"non-finite number {name} is not allowed")
+
+
+def parse_body(body: bytes) -> Any:
+    """Parse a request body strictly.
+
+    Raises ValidationError for non-UTF-8 bytes, malformed JSON, duplicate keys,
+    NaN/Infinity and numbers that overflow a double.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError(f"body is not UTF-8: {e.reason} at byte {e.start}") from e
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_finite_float,
+            parse_constant=_reject_constant,
+        )
+    except json.JSONDecodeError as e:
+        raise ValidationError(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    except RecursionError as e:
+        raise ValidationError("body JSON is nested too deeply") from e
+    except ValueError as e:  # e.g. an integer literal longer than Python allows
+        raise ValidationError(f"body is not acceptable JSON: {e}") from e

@@ -1,0 +1,160 @@
+"""Documents, their ledger order and their secondary indexes, as state keys.
+
+Layout (all keys are bytes; ``n8`` is an 8-byte big-endian position):
+
+    d/<coll>/<uuid>                      -> canonical JSON document
+    p/<coll>/<uuid>                      -> n8, the document's position in ledger order
+    o/<coll>/<n8>                        -> uuid
+    c/<coll>                             -> n8, the next position
+    i/<coll>/<field>/<len4><value><n8>   -> uuid, one per indexed value of the field
+
+A field's indexed values are its value's filter form (:func:`filter_form`), one
+per element for list fields and one per key for mapping fields. Positions give
+ledger order: index prefixes list matches in the order documents were created.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from ledger import canonical
+from ledger.store import Store
+
+COLLECTIONS = ("problem", "algo", "data", "learnuplet", "preduplet")
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "problem": ("uuid", "workflow", "test_dataset", "size_train_dataset", "timestamp_upload"),
+    "algo": ("uuid", "name", "problem", "timestamp_upload"),
+    "data": ("uuid", "problems", "timestamp_upload"),
+    "learnuplet": (
+        "uuid", "problem", "workflow", "algo", "train_data", "test_data", "rank", "model_start",
+        "model_end", "worker", "status", "perf", "train_perf", "test_perf", "timestamp_creation",
+        "timestamp_done",
+    ),
+    "preduplet": (
+        "uuid", "problem", "workflow", "data", "model", "worker", "status", "prediction_storage_uuid",
+        "timestamp_request", "timestamp_done",
+    ),
+}
+
+
+def n8(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def filter_form(value: Any) -> str:
+    """The string a query parameter must equal to match this scalar value."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def indexed_values(value: Any) -> list[str]:
+    if isinstance(value, list):
+        items: Iterable[Any] = value
+    elif isinstance(value, dict):
+        items = sorted(value)
+    else:
+        items = (value,)
+    return sorted({filter_form(v) for v in items})
+
+
+def index_prefix(coll: str, field: str, form: str) -> bytes:
+    encoded = form.encode()
+    return b"i/%s/%s/%s%s" % (coll.encode(), field.encode(), len(encoded).to_bytes(4, "big"), encoded)
+
+
+def doc_key(coll: str, uuid: str) -> bytes:
+    return b"d/%s/%s" % (coll.encode(), uuid.encode())
+
+
+def pos_key(coll: str, uuid: str) -> bytes:
+    return b"p/%s/%s" % (coll.encode(), uuid.encode())
+
+
+def order_prefix(coll: str) -> bytes:
+    return b"o/%s/" % coll.encode()
+
+
+class Txn:
+    """Reads through to a base view, collects writes; nothing is stored until the caller commits."""
+
+    def __init__(self, base: "Readable") -> None:
+        self.base = base
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        self.writes[key] = value
+
+    def get_json(self, key: bytes) -> Any:
+        raw = self.get(key)
+        return None if raw is None else canonical.loads(raw)
+
+    def put_json(self, key: bytes, value: Any) -> None:
+        self.put(key, canonical.dumps(value))
+
+    def counter(self, key: bytes) -> int:
+        raw = self.get(key)
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
+    # -- documents ---------------------------------------------------------
+
+    def doc(self, coll: str, uuid: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self.get_json(doc_key(coll, uuid))
+        return result
+
+    def insert_doc(self, coll: str, doc: dict[str, Any]) -> None:
+        uuid = doc["uuid"]
+        count_key = b"c/" + coll.encode()
+        n = self.counter(count_key)
+        self.put(count_key, n8(n + 1))
+        self.put(pos_key(coll, uuid), n8(n))
+        self.put(order_prefix(coll) + n8(n), uuid.encode())
+        self.put_json(doc_key(coll, uuid), doc)
+        for field in FIELDS[coll]:
+            for form in indexed_values(doc[field]):
+                self.put(index_prefix(coll, field, form) + n8(n), uuid.encode())
+
+    def update_doc(self, coll: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        uuid = new["uuid"]
+        pos = self.get(pos_key(coll, uuid))
+        assert pos is not None, f"update of a missing {coll} {uuid}"
+        self.put_json(doc_key(coll, uuid), new)
+        for field in FIELDS[coll]:
+            if old[field] == new[field]:
+                continue
+            before, after = set(indexed_values(old[field])), set(indexed_values(new[field]))
+            for form in sorted(before - after):
+                self.put(index_prefix(coll, field, form) + pos, None)
+            for form in sorted(after - before):
+                self.put(index_prefix(coll, field, form) + pos, uuid.encode())
+
+
+class Readable:
+    """Anything with get(key) -> bytes | None (a Store, a Txn, a group overlay)."""
+
+    def get(self, key: bytes) -> bytes | None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class Overlay(Readable):
+    """A store seen through writes not yet committed to it (one commit group)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.pending: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.pending:
+            return self.pending[key]
+        return self.store.get(key)

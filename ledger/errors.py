@@ -1,0 +1,76 @@
+"""Domain errors of the ledger engine.
+
+A shallow tree under :class:`LedgerError`. ``api/`` maps each class to one HTTP
+status in a single place; nothing in ``ledger/`` knows about HTTP.
+"""
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises on purpose."""
+
+    def __init__(self, message: str, *, title: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.title = title or self.default_title
+
+    default_title = "Ledger error"
+
+
+class ValidationError(LedgerError):
+    """The request body or query is malformed or invalid (names the field)."""
+
+    default_title = "Invalid request"
+
+
+class UnknownReferenceError(ValidationError):
+    """The body references an entity that does not exist."""
+
+    default_title = "Unknown reference"
+
+
+class NotFoundError(LedgerError):
+    """The uuid or collection named in the path does not exist."""
+
+    default_title = "Not found"
+
+
+class ConflictError(LedgerError):
+    """Duplicate uuid or a transition the entity's current state forbids."""
+
+    default_title = "Conflict"
+
+
+class AuthError(LedgerError):
+    """The request is not authenticated (bad signature, unknown key, replay...)."""
+
+    default_title = "Unauthenticated"
+
+
+class ForbiddenError(LedgerError):
+    """The key is known but its roles do not allow this action."""
+
+    default_title = "Forbidden"
+
+
+class TooLargeError(LedgerError):
+    """The request body exceeds the configured limit."""
+
+    default_title = "Body too large"
+
+
+class UnsupportedMediaError(LedgerError):
+    """The request body is not JSON."""
+
+    default_title = "Unsupported media type"
+
+
+class StorageError(LedgerError):
+    """LevelDB failed (I/O error, disk full, data dir locked...)."""
+
+    default_title = "Storage unavailable"
+
+
+class IntegrityError(LedgerError):
+    """Stored data does not check out (bad entry, state from another ledger...)."""
+
+    default_title = "Integrity failure"

@@ -1,0 +1,154 @@
+"""RFC 9421 request signatures, as the ledger checks them live and offline.
+
+The same :func:`verify_request` authenticates a live request and re-checks a
+logged entry. It delegates the RFC 9421 and RFC 9530 work to the
+``http-message-signatures`` library and adds the ledger's profile: exactly one
+Ed25519 signature carrying ``keyid``, ``created`` and ``nonce``, covering
+``@method``, the target (``@target-uri``, or ``@path`` and ``@query``) and
+``content-digest``. Time windows are checked by the caller against its own
+reference time (:func:`check_window`), never against a moving clock here.
+"""
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import http_sf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, algorithms
+from http_message_signatures.exceptions import HTTPMessageSignaturesException, InvalidSignature
+
+from ledger.entry import SignedRequest
+from ledger.errors import AuthError
+
+SIGNATURE_HEADERS = ("signature", "signature-input")
+
+
+@dataclass(frozen=True)
+class SignatureParams:
+    """The signature parameters the state machine needs, read without any crypto."""
+
+    key_id: str
+    created: int
+    nonce: str
+    expires: int | None
+    fingerprint: bytes  # SHA-256 of key id and Signature value: identifies an exact resend
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A verified signature: its parameters and the header fields it covers."""
+
+    params: SignatureParams
+    covered_fields: tuple[str, ...]
+
+    @property
+    def key_id(self) -> str:
+        return self.params.key_id
+
+
+class _Message:
+    """The request interface the library's component resolver reads."""
+
+    def __init__(self, request: SignedRequest) -> None:
+        self.method = request.method
+        self.url = request.target
+        self.headers = request.headers
+
+
+class _Verifier(HTTPMessageVerifier):
+    def validate_created_and_expires(self, sig_input: Any, max_age: Any = None) -> None:
+        """Presence only; the window is checked by check_window with a fixed reference time."""
+        if "created" not in sig_input.params:
+            raise InvalidSignature('signature is missing the "created" parameter')
+
+
+class _Resolver(HTTPSignatureKeyResolver):
+    def __init__(self, resolve: Callable[[str], Ed25519PublicKey | None]) -> None:
+        self._resolve = resolve
+        self.unknown: str | None = None
+
+    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey | None:
+        key = self._resolve(key_id)
+        if key is None:
+            self.unknown = key_id
+        return key
+
+    def resolve_private_key(self, key_id: str) -> Any:
+        raise NotImplementedError
+
+
+def _field_name(component_id: str) -> str:
+    return component_id.split('"')[1]
+
+
+def verify_request(request: SignedRequest, resolve_key: Callable[[str], Ed25519PublicKey | None]) -> Signer:
+    """Verify the request's signature and body digest.
+
+    Raises AuthError naming what is wrong; returns the signer's parameters.
+    """
+    for name in SIGNATURE_HEADERS:
+        if name not in request.headers:
+            raise AuthError(f"missing {name.title()} header: requests must be signed (RFC 9421, ed25519)")
+    resolver = _Resolver(resolve_key)
+    verifier = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
+    message = _Message(request)
+    try:
+        results = verifier.verify(message, max_age=None)
+        if len(results) != 1:
+            raise AuthError("exactly one signature is expected")
+        result = verifier.verify_body(message, results, request.body)[0]
+    except (InvalidSignature, HTTPMessageSignaturesException) as e:
+        if resolver.unknown is not None:
+            raise AuthError(f"unknown key id {resolver.unknown!r}") from e
+        raise AuthError(f"invalid signature: {e}") from e
+    covered = result.covered_components
+    names = {key.split(";")[0] for key in covered}
+    if '"@method"' not in names:
+        raise AuthError("signature must cover @method")
+    if '"@target-uri"' not in names and not {'"@path"', '"@query"'} <= names:
+        raise AuthError("signature must cover @target-uri (or @path and @query)")
+    if '"content-digest"' not in names:
+        raise AuthError("signature must cover content-digest")
+    params = signature_params(request)
+    fields = tuple(sorted({_field_name(k) for k in covered if not k.startswith('"@')}))
+    return Signer(params=params, covered_fields=fields)
+
+
+def check_window(signer: SignatureParams, now_s: int, window_s: int) -> None:
+    """Refuse a signature created outside now ± window, or already expired."""
+    if signer.created > now_s + window_s:
+        raise AuthError(f"signature created {signer.created - now_s} s in the future (window {window_s} s)")
+    if signer.created < now_s - window_s:
+        raise AuthError(f"signature created {now_s - signer.created} s ago, outside the {window_s} s window")
+    if signer.expires is not None and signer.expires < now_s:
+        raise AuthError("signature has expired")
+
+
+def loggable(request: SignedRequest, signer: Signer) -> SignedRequest:
+    """The request reduced to what the log keeps: covered fields and signature headers."""
+    keep = set(signer.covered_fields) | set(SIGNATURE_HEADERS)
+    headers = {name: value for name, value in request.headers.items() if name in keep}
+    return SignedRequest(request.method, request.target, headers, request.body)
+
+
+
+def signature_params(request: SignedRequest) -> SignatureParams:
+    """Parse keyid, created, nonce and expires from a (verified) request's Signature-Input.
+
+    A pure function of the request bytes; raises AuthError when they are absent.
+    """
+    try:
+        parsed = http_sf.parse(request.headers["signature-input"].encode(), tltype="dictionary")
+        if len(parsed) != 1:
+            raise AuthError("exactly one signature is expected")
+        ((_, (_, params)),) = parsed.items()
+        key_id, created, nonce = params["keyid"], params["created"], params["nonce"]
+        expires = params.get("expires")
+    except (KeyError, ValueError, TypeError) as e:
+        raise AuthError(f"malformed Signature-Input: {e}") from e
+    if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
+        raise AuthError("malformed Signature-Input parameters")
+    fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + request.headers["signature"].encode()).digest()
+    return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)

@@ -1,0 +1,241 @@
+"""The state machine: one pure function from (state, entry) to (writes, outcome).
+
+Invariants:
+- ``apply`` reads nothing but the state view it is given and the entry: no
+  clock, randomness, environment, or unordered iteration. Ids derive from the
+  entry hash, times from the entry's ledger-assigned time.
+- It checks everything before it returns writes; a rejection raises a
+  LedgerError and leaves no writes behind (the caller discards the Txn).
+- The live writer and replay both call it, so replay reproduces state exactly.
+
+Besides the domain documents it records, per accepted request, the key's
+nonce, the signature fingerprint (for safe resends) and the outcome.
+"""
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import canonical, httpsig, schema, uplets
+from ledger.documents import Readable, Txn, n8
+from ledger.entry import Entry, leaf_hash
+from ledger.errors import AuthError, ForbiddenError, LedgerError, NotFoundError, ValidationError
+
+ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    role: str
+    status: int
+    handler: Callable[["Context", list[str]], dict[str, Any]]
+
+
+@dataclass
+class Context:
+    txn: Txn
+    entry: Entry
+    ids: uplets.Ids
+    body: Any
+
+    @property
+    def now(self) -> int:
+        return self.entry.time_s
+
+
+def _problem(ctx: Context, args: list[str]) -> dict[str, Any]:
+    body = schema.fields(
+        ctx.body,
+        {
+            "uuid": schema.uuid,
+            "workflow": schema.uuid,
+            "test_dataset": schema.possibly_empty_uuid_list,
+            "size_train_dataset": schema.positive_int,
+        },
+    )
+    return uplets.new_problem(ctx.txn, ctx.now, body)
+
+
+def _algo(ctx: Context, args: list[str]) -> dict[str, Any]:
+    body = schema.fields(ctx.body, {"uuid": schema.uuid, "name": schema.text, "problem": schema.uuid})
+    return uplets.new_algo(ctx.txn, ctx.ids, ctx.now, body)
+
+
+def _data(ctx: Context, args: list[str]) -> dict[str, Any]:
+    body = schema.fields(ctx.body, {"uuid": schema.uuid_or_list, "problems": schema.uuid_or_list})
+    return uplets.new_data(ctx.txn, ctx.ids, ctx.now, body)
+
+
+def _prediction(ctx: Context, args: list[str]) -> dict[str, Any]:
+    body = schema.fields(ctx.body, {"data": schema.uuid_or_list, "problem": schema.uuid})
+    return uplets.new_prediction(ctx.txn, ctx.ids, ctx.now, body)
+
+
+def _worker(ctx: Context, args: list[str]) -> dict[str, Any]:
+    kind, uuid = args
+    if kind not in ("learnuplet", "preduplet"):
+        raise NotFoundError(f"no uplet type {kind!r}; use learnuplet or preduplet")
+    uuid = _path_uuid(kind, uuid)
+    body = schema.fields(ctx.body, {"worker": schema.uuid})
+    return uplets.set_worker(ctx.txn, kind, uuid, ctx.entry.key_id, body)
+
+
+def _learndone(ctx: Context, args: list[str]) -> dict[str, Any]:
+    uuid = _path_uuid("learnuplet", args[0])
+    optional = {"perf": schema.finite, "train_perf": _any, "test_perf": _any}
+    body = schema.fields(ctx.body, {"status": schema.status}, optional)
+    if body["status"] == "done":
+        for name in ("perf", "train_perf", "test_perf"):
+            if name not in body:
+                raise ValidationError(f"missing field {name!r} (required when status is 'done')")
+    return uplets.learn_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, body)
+
+
+def _preddone(ctx: Context, args: list[str]) -> dict[str, Any]:
+    uuid = _path_uuid("preduplet", args[0])
+    body = schema.fields(ctx.body, {"status": schema.status}, {"prediction_storage_uuid": schema.uuid})
+    if body["status"] == "done" and "prediction_storage_uuid" not in body:
+        raise ValidationError("missing field 'prediction_storage_uuid' (required when status is 'done')")
+    return uplets.pred_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, body)
+
+
+def _any(name: str, value: Any) -> Any:
+    return value
+
+
+def _path_uuid(kind: str, value: str) -> str:
+    if not schema.is_uuid(value):
+        raise NotFoundError(f"no {kind} {value!r}")
+    return value.lower()
+
+
+ROUTES: dict[str, Route] = {
+    "problem": Route("admin", 201, _problem),
+    "algo": Route("analytics", 201, _algo),
+    "data": Route("viewer", 201, _data),
+    "prediction": Route("viewer", 201, _prediction),
+    "worker": Route("compute", 200, _worker),
+    "learndone": Route("compute", 200, _learndone),
+    "preddone": Route("compute", 200, _preddone),
+}
+_ARITY = {"problem": 0, "algo": 0, "data": 0, "prediction": 0, "worker": 2, "learndone": 1, "preddone": 1}
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]*$")
+
+
+def route_of(method: str, path: str) -> tuple[Route, list[str]]:
+    """The write route for a method and path; raises NotFoundError."""
+    parts = path.strip("/").split("/")
+    name, args = parts[0], parts[1:]
+    if method != "POST" or name not in ROUTES or len(args) != _ARITY[name]:
+        raise NotFoundError(f"no write endpoint {method} {path}")
+    if not all(_SEGMENT.match(arg) for arg in args):
+        raise NotFoundError(f"no write endpoint {method} {path}")
+    return ROUTES[name], args
+
+
+# -- membership ---------------------------------------------------------------
+
+
+def member_key(key_id: str) -> bytes:
+    return b"m/member/" + key_id.encode()
+
+
+def member(view: Readable, key_id: str) -> dict[str, Any] | None:
+    """The membership record of a key id, or None if it was never registered."""
+    raw = view.get(member_key(key_id))
+    return None if raw is None else canonical.loads(raw)
+
+
+def config(view: Readable) -> dict[str, Any]:
+    raw = view.get(b"m/config")
+    if raw is None:
+        raise LedgerError("the ledger has no genesis")
+    result: dict[str, Any] = canonical.loads(raw)
+    return result
+
+
+def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
+    genesis = entry.genesis
+    assert genesis is not None
+    if entry.seq != 0 or txn.get(b"m/config") is not None:
+        raise ValidationError("genesis must be entry 0")
+    txn.put_json(
+        b"m/config",
+        {
+            "origin": genesis["origin"],
+            "node_key": genesis["node_key"],
+            "signature_window": genesis["signature_window"],
+        },
+    )
+    for record in genesis["members"]:
+        txn.put_json(
+            member_key(record["key_id"]),
+            {"public_key": record["public_key"], "roles": sorted(record["roles"]), "revoked": False},
+        )
+    return Outcome(200, {"genesis": genesis["origin"]})
+
+
+# -- apply --------------------------------------------------------------------
+
+
+def authorize(view: Readable, key_id: str, role: str | None) -> dict[str, Any]:
+    """The key's membership if it is active and holds role (None: any role). Raises Auth/Forbidden."""
+    record = member(view, key_id)
+    if record is None:
+        raise AuthError(f"unknown key id {key_id!r}")
+    if record["revoked"]:
+        raise AuthError(f"key {key_id!r} has been revoked")
+    if role is not None and role not in record["roles"]:
+        raise ForbiddenError(f"key {key_id!r} lacks the {role!r} role this endpoint needs")
+    return record
+
+
+def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outcome]:
+    """Apply one ordered entry to state.
+
+    Returns the state writes and the outcome; raises a LedgerError to reject
+    the entry, in which case the caller must not log it.
+    """
+    txn = Txn(view)
+    if entry.genesis is not None:
+        return txn.writes, _apply_genesis(txn, entry)
+    request = entry.request
+    assert request is not None
+    params = httpsig.signature_params(request)
+    if params.key_id != entry.key_id:
+        raise AuthError("entry key id differs from the signature's keyid")
+    route, args = route_of(request.method, request.path)
+    authorize(txn, entry.key_id, route.role)
+    httpsig.check_window(params, entry.time_s, config(txn)["signature_window"])
+    nonce_key = b"m/nonce/%s\x00%s" % (entry.key_id.encode(), params.nonce.encode())
+    if txn.get(nonce_key) is not None:
+        raise AuthError(f"nonce {params.nonce!r} was already used by key {entry.key_id!r}")
+    leaf = leaf_hash(entry.raw)
+    ctx = Context(txn, entry, uplets.Ids(leaf), canonical.parse_body(request.body))
+    body = route.handler(ctx, args)
+    outcome = Outcome(route.status, body)
+    txn.put(nonce_key, n8(entry.seq))
+    txn.put(b"m/sent/" + params.fingerprint, n8(entry.seq))
+    txn.put_json(
+        b"m/result/" + n8(entry.seq), {"status": outcome.status, "body": outcome.body, "leaf": leaf.hex()}
+    )
+    return txn.writes, outcome
+
+
+def write_set_digest(previous: bytes, seq: int, writes: dict[bytes, bytes | None]) -> bytes:
+    """Running state digest: SHA-256(previous || seq || canonical write set)."""
+    h = hashlib.sha256(previous)
+    h.update(n8(seq))
+    for key in sorted(writes):
+        value = writes[key]
+        h.update(len(key).to_bytes(4, "big") + key)
+        h.update(b"\x00" if value is None else b"\x01" + len(value).to_bytes(4, "big") + value)
+    return h.digest()

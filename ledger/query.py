@@ -1,0 +1,98 @@
+"""Reads from materialized state: one document, or a filtered page of a collection.
+
+Filters are equalities on a field's filter form (see :mod:`ledger.documents`),
+membership for list fields, ANDed. Each filter is an index prefix whose keys
+end in ledger positions; a leapfrog join over those prefixes finds matches in
+ledger order, so a query costs time in proportion to its result (and to the
+smallest index it touches), not to the collection.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ledger.documents import COLLECTIONS, FIELDS, doc_key, index_prefix, n8, order_prefix, pos_key
+from ledger.errors import NotFoundError, ValidationError
+from ledger.store import Store
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+
+
+@dataclass(frozen=True)
+class Page:
+    documents: list[bytes]  # canonical JSON documents, in ledger order
+    next_after: str | None  # pass as `after` for the next page; None when this is the last
+
+
+def check_collection(coll: str) -> None:
+    if coll not in COLLECTIONS:
+        raise NotFoundError(f"no collection {coll!r}; collections are {', '.join(COLLECTIONS)}")
+
+
+def get_document(store: Store, coll: str, uuid: str) -> bytes:
+    check_collection(coll)
+    raw = store.get(doc_key(coll, uuid.lower()))
+    if raw is None:
+        raise NotFoundError(f"no {coll} {uuid}")
+    return raw
+
+
+def _first_from(store: Store, prefix: bytes, pos: int) -> tuple[int, bytes] | None:
+    for key, value in store.scan(prefix, prefix + n8(pos)):
+        return int.from_bytes(key[-8:], "big"), value
+    return None
+
+
+def _matches(store: Store, prefixes: list[bytes], start: int, want: int) -> list[bytes]:
+    """Up to `want` uuids present under every prefix, at positions >= start, in order."""
+    found: list[bytes] = []
+    candidate = start
+    while len(found) < want:
+        agreed, i, uuid = 0, 0, b""
+        while agreed < len(prefixes):
+            hit = _first_from(store, prefixes[i], candidate)
+            if hit is None:
+                return found
+            pos, uuid = hit
+            if pos == candidate:
+                agreed += 1
+            else:
+                candidate, agreed = pos, 1
+            i = (i + 1) % len(prefixes)
+        found.append(uuid)
+        candidate += 1
+    return found
+
+
+def find(
+    store: Store, coll: str, filters: Mapping[str, str], *, limit: int = DEFAULT_LIMIT, after: str | None = None
+) -> Page:
+    """A page of documents of coll matching every filter, in ledger order.
+
+    Raises NotFoundError for an unknown collection, ValidationError for an
+    unknown filter field, a bad limit or an unknown `after` cursor.
+    """
+    check_collection(coll)
+    for field in filters:
+        if field not in FIELDS[coll]:
+            raise ValidationError(f"unknown filter field {field!r} for {coll}; fields are {', '.join(FIELDS[coll])}")
+    if not 0 < limit <= MAX_LIMIT:
+        raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}")
+    start = 0
+    if after is not None:
+        pos = store.get(pos_key(coll, after.lower()))
+        if pos is None:
+            raise ValidationError(f"after: no {coll} {after}")
+        start = int.from_bytes(pos, "big") + 1
+    prefixes = [index_prefix(coll, field, value) for field, value in sorted(filters.items())]
+    if not prefixes:
+        prefixes = [order_prefix(coll)]
+    uuids = _matches(store, prefixes, start, limit + 1)
+    more = len(uuids) > limit
+    uuids = uuids[:limit]
+    documents = []
+    for uuid in uuids:
+        raw = store.get(doc_key(coll, uuid.decode()))
+        assert raw is not None, f"index points at a missing {coll} {uuid!r}"
+        documents.append(raw)
+    return Page(documents, uuids[-1].decode() if more else None)

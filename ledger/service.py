@@ -1,0 +1,121 @@
+"""The ledger as the API sees it: authenticate, submit writes, read state.
+
+:class:`Ledger` owns the data dir: the log and state LevelDBs and the writer
+thread. It keeps the three concerns DESIGN separates apart: authentication
+(:meth:`authenticate`), ordering (the writer) and applying (the state machine).
+"""
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger import canonical, httpsig, keys, machine, query
+from ledger.config import LedgerConfig
+from ledger.documents import n8
+from ledger.entry import SignedRequest
+from ledger.errors import AuthError, StorageError
+from ledger.log import Log
+from ledger.nonces import NonceCache
+from ledger.store import LevelStore, MemoryStore, Store
+from ledger.writer import Committed, Receipt, Writer
+
+
+class Ledger:
+    def __init__(
+        self,
+        config: LedgerConfig,
+        log_store: Store,
+        state_store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_group: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = Log(log_store)
+        self.state = state_store
+        if self.log.size() == 0:
+            raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
+        self.writer = Writer(self.log, state_store, clock=clock, max_group=config.max_group, on_group=on_group)
+        self.window = int(machine.config(state_store)["signature_window"])
+        self.nonces = NonceCache(self.window)
+
+    @classmethod
+    def open(cls, config: LedgerConfig, **kwargs: object) -> "Ledger":
+        """Open the data dir's LevelDBs; raises StorageError if missing or in use."""
+        if not config.log_dir.exists():
+            raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
+        log_store = LevelStore(config.log_dir, create=False)
+        try:
+            state_store = LevelStore(config.state_dir)
+        except StorageError:
+            log_store.close()
+            raise
+        return cls(config, log_store, state_store, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def in_memory(cls, config: LedgerConfig, genesis_raw: bytes, **kwargs: object) -> "Ledger":
+        """A ledger over memory stores holding just a genesis entry (for unit tests)."""
+        log = Log(MemoryStore())
+        log.append(0, [genesis_raw])
+        return cls(config, log.store, MemoryStore(), **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.log.store.close()
+        self.state.close()
+
+    # -- authentication ------------------------------------------------------
+
+    def _public_key(self, key_id: str) -> Ed25519PublicKey | None:
+        record = machine.member(self.state, key_id)
+        return None if record is None else keys.public_from_b64(record["public_key"])
+
+    def authenticate(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
+        """Verify signature, key status, role and time window. Raises AuthError/ForbiddenError."""
+        signer = httpsig.verify_request(request, self._public_key)
+        machine.authorize(self.state, signer.key_id, role)
+        httpsig.check_window(signer.params, int(self.clock()), self.window)
+        return signer
+
+    def authenticate_read(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
+        signer = self.authenticate(request, role)
+        params = signer.params
+        if not self.nonces.claim(params.key_id, params.nonce, params.created, int(self.clock())):
+            raise AuthError(f"nonce {params.nonce!r} was already used by key {params.key_id!r}")
+        return signer
+
+    # -- writes --------------------------------------------------------------
+
+    def submit(self, request: SignedRequest, signer: httpsig.Signer) -> "Future[Committed]":
+        """Queue an authenticated write; the future resolves once it is durable (or rejected)."""
+        params = signer.params
+        earlier = self.state.get(b"m/sent/" + params.fingerprint)
+        if earlier is not None:
+            future: Future[Committed] = Future()
+            future.set_result(self._original(int.from_bytes(earlier, "big")))
+            return future
+        logged = httpsig.loggable(request, signer)
+        return self.writer.submit(logged, signer.key_id, params.fingerprint)
+
+    def _original(self, seq: int) -> Committed:
+        recorded = canonical.loads(self.state.get(b"m/result/" + n8(seq)) or b"null")
+        return Committed(recorded["status"], recorded["body"], Receipt(seq, recorded["leaf"]), resent=True)
+
+    # -- reads ---------------------------------------------------------------
+
+    def document(self, coll: str, uuid: str) -> bytes:
+        return query.get_document(self.state, coll, uuid)
+
+    def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> query.Page:
+        return query.find(self.state, coll, filters, limit=limit, after=after)
+
+    @property
+    def size(self) -> int:
+        return self.writer.size
+
+    @property
+    def digest(self) -> bytes:
+        return self.writer.digest

@@ -1,0 +1,263 @@
+"""Domain rules: problems, algos, data, and the learnuplet/preduplet chains.
+
+Pure functions over a :class:`~ledger.documents.Txn`. Ids come from
+:class:`Ids` (derived from the entry hash), times from the entry: nothing
+here reads a clock, randomness or the environment.
+
+Auxiliary state kept beside the documents (all under ``m/``):
+
+    m/ptrain/<problem>/<n8>   -> train data uuid, in registration order;  m/ptrainc/<problem> -> count
+    m/palgo/<problem>/<n8>    -> algo uuid, in registration order;        m/palgoc/<problem>  -> count
+    m/rank/<algo>/<n8>        -> learnuplet uuid of that rank
+    m/algo/<algo>             -> {"next_rank": n, "best": {"perf", "model"} | null}
+    m/pbest/<problem>         -> {"perf", "model"}: best done learnuplet of the problem
+    m/claim/<uplet>           -> key id that claimed the uplet
+"""
+
+import uuid as uuidlib
+from typing import Any
+
+from ledger import schema
+from ledger.documents import Txn, n8
+from ledger.errors import ConflictError, ForbiddenError, NotFoundError, UnknownReferenceError
+
+_NAMESPACE = uuidlib.UUID("6f1d3c1e-5b8a-4c8e-9d2a-0b7e4f6a9c31")
+
+
+class Ids:
+    """Deterministic ids for one entry: UUIDv5 of the entry hash and a counter."""
+
+    def __init__(self, entry_hash: bytes) -> None:
+        self._prefix = entry_hash.hex()
+        self._next = 0
+
+    def new(self) -> str:
+        value = str(uuidlib.uuid5(_NAMESPACE, f"{self._prefix}/{self._next}"))
+        self._next += 1
+        return value
+
+
+def _count(txn: Txn, key: bytes) -> int:
+    return txn.counter(key)
+
+
+def _append(txn: Txn, list_key: bytes, count_key: bytes, value: str) -> None:
+    n = txn.counter(count_key)
+    txn.put(list_key + n8(n), value.encode())
+    txn.put(count_key, n8(n + 1))
+
+
+def _read_list(txn: Txn, list_key: bytes, count_key: bytes) -> list[str]:
+    result = []
+    for i in range(txn.counter(count_key)):
+        raw = txn.get(list_key + n8(i))
+        assert raw is not None
+        result.append(raw.decode())
+    return result
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _problem(txn: Txn, uuid: str, field: str) -> dict[str, Any]:
+    problem = txn.doc("problem", uuid)
+    if problem is None:
+        raise UnknownReferenceError(f"field {field!r}: unknown problem {uuid}")
+    return problem
+
+
+def _algo_meta(txn: Txn, algo: str) -> dict[str, Any]:
+    meta: dict[str, Any] | None = txn.get_json(b"m/algo/" + algo.encode())
+    return meta if meta is not None else {"next_rank": 0, "best": None}
+
+
+def _rank_doc(txn: Txn, algo: str, rank: int) -> dict[str, Any] | None:
+    raw = txn.get(b"m/rank/%s/%s" % (algo.encode(), n8(rank)))
+    return None if raw is None else txn.doc("learnuplet", raw.decode())
+
+
+def _start_model(meta: dict[str, Any], algo: str) -> str:
+    best = meta["best"]
+    return best["model"] if best is not None else algo
+
+
+def _create_learnuplets(
+    txn: Txn, ids: Ids, now: int, problem: dict[str, Any], algo: str, train: list[str]
+) -> int:
+    """Append learnuplets over train data, in batches, continuing the algo's ranks."""
+    meta = _algo_meta(txn, algo)
+    batches = _batches(train, problem["size_train_dataset"])
+    if not batches:
+        txn.put_json(b"m/algo/" + algo.encode(), meta)
+        return 0
+    first_rank = meta["next_rank"]
+    previous = _rank_doc(txn, algo, first_rank - 1) if first_rank > 0 else None
+    ready = previous is None or previous["status"] in ("done", "failed")
+    for i, batch in enumerate(batches):
+        rank = first_rank + i
+        todo = i == 0 and ready
+        doc = {
+            "uuid": ids.new(),
+            "problem": problem["uuid"],
+            "workflow": problem["workflow"],
+            "algo": algo,
+            "train_data": batch,
+            "test_data": list(problem["test_dataset"]),
+            "rank": rank,
+            "model_start": _start_model(meta, algo) if todo else None,
+            "model_end": ids.new(),
+            "worker": None,
+            "status": "todo" if todo else "waiting",
+            "perf": None,
+            "train_perf": None,
+            "test_perf": None,
+            "timestamp_creation": now,
+            "timestamp_done": None,
+        }
+        txn.insert_doc("learnuplet", doc)
+        txn.put(b"m/rank/%s/%s" % (algo.encode(), n8(rank)), doc["uuid"].encode())
+    meta["next_rank"] = first_rank + len(batches)
+    txn.put_json(b"m/algo/" + algo.encode(), meta)
+    return len(batches)
+
+
+def new_problem(txn: Txn, now: int, body: dict[str, Any]) -> dict[str, Any]:
+    if txn.doc("problem", body["uuid"]) is not None:
+        raise ConflictError(f"problem {body['uuid']} already exists")
+    doc = {
+        "uuid": body["uuid"],
+        "workflow": body["workflow"],
+        "test_dataset": body["test_dataset"],
+        "size_train_dataset": body["size_train_dataset"],
+        "timestamp_upload": now,
+    }
+    txn.insert_doc("problem", doc)
+    return {"new_problem": doc}
+
+
+def new_algo(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, Any]:
+    problem = _problem(txn, body["problem"], "problem")
+    if txn.doc("algo", body["uuid"]) is not None:
+        raise ConflictError(f"algo {body['uuid']} already exists")
+    doc = {"uuid": body["uuid"], "name": body["name"], "problem": body["problem"], "timestamp_upload": now}
+    txn.insert_doc("algo", doc)
+    pid = problem["uuid"].encode()
+    _append(txn, b"m/palgo/%s/" % pid, b"m/palgoc/" + pid, doc["uuid"])
+    train = _read_list(txn, b"m/ptrain/%s/" % pid, b"m/ptrainc/" + pid)
+    created = _create_learnuplets(txn, ids, now, problem, doc["uuid"], train)
+    return {"new_algo": doc, "new_learnuplets": created}
+
+
+def new_data(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, Any]:
+    problems = [_problem(txn, uuid, "problems") for uuid in body["problems"]]
+    for uuid in body["uuid"]:
+        if txn.doc("data", uuid) is not None:
+            raise ConflictError(f"data {uuid} already exists")
+    docs = []
+    for uuid in body["uuid"]:
+        doc = {"uuid": uuid, "problems": body["problems"], "timestamp_upload": now}
+        txn.insert_doc("data", doc)
+        docs.append(doc)
+    created = 0
+    for problem in problems:
+        pid = problem["uuid"].encode()
+        test = set(problem["test_dataset"])
+        train = [uuid for uuid in body["uuid"] if uuid not in test]
+        for uuid in train:
+            _append(txn, b"m/ptrain/%s/" % pid, b"m/ptrainc/" + pid, uuid)
+        for algo in _read_list(txn, b"m/palgo/%s/" % pid, b"m/palgoc/" + pid):
+            created += _create_learnuplets(txn, ids, now, problem, algo, train)
+    return {"new_datas": docs, "new_learnuplets": created}
+
+
+def new_prediction(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, Any]:
+    problem = _problem(txn, body["problem"], "problem")
+    best = txn.get_json(b"m/pbest/" + problem["uuid"].encode())
+    if best is None:
+        raise ConflictError(f"problem {problem['uuid']} has no trained model yet (no learnuplet is done)")
+    for data in body["data"]:
+        doc = {
+            "uuid": ids.new(),
+            "problem": problem["uuid"],
+            "workflow": problem["workflow"],
+            "data": data,
+            "model": best["model"],
+            "worker": None,
+            "status": "todo",
+            "prediction_storage_uuid": None,
+            "timestamp_request": now,
+            "timestamp_done": None,
+        }
+        txn.insert_doc("preduplet", doc)
+    return {"new_preduplets": len(body["data"])}
+
+
+def _uplet(txn: Txn, kind: str, uuid: str) -> dict[str, Any]:
+    doc = txn.doc(kind, uuid)
+    if doc is None:
+        raise NotFoundError(f"no {kind} {uuid}")
+    return doc
+
+
+def set_worker(txn: Txn, kind: str, uuid: str, key_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    doc = _uplet(txn, kind, uuid)
+    if doc["status"] != "todo":
+        raise ConflictError(f"{kind} {uuid} is {doc['status']}, not todo: it cannot be claimed")
+    new = {**doc, "worker": body["worker"], "status": "pending"}
+    txn.update_doc(kind, doc, new)
+    txn.put(b"m/claim/" + uuid.encode(), key_id.encode())
+    return {f"{kind}_worker_set": uuid}
+
+
+def _claimed(txn: Txn, kind: str, uuid: str, key_id: str) -> dict[str, Any]:
+    doc = _uplet(txn, kind, uuid)
+    if doc["status"] != "pending":
+        raise ConflictError(f"{kind} {uuid} is {doc['status']}, not pending: results cannot be reported")
+    claimer = txn.get(b"m/claim/" + uuid.encode())
+    if claimer is None or claimer.decode() != key_id:
+        raise ForbiddenError(f"{kind} {uuid} was claimed by another key; only its claimer may report on it")
+    return doc
+
+
+def _better(candidate: float, best: dict[str, Any] | None) -> bool:
+    return best is None or candidate > best["perf"]
+
+
+def learn_done(txn: Txn, now: int, uuid: str, key_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    doc = _claimed(txn, "learnuplet", uuid, key_id)
+    new = {**doc, "status": body["status"], "timestamp_done": now}
+    for name, keys in (("train_perf", doc["train_data"]), ("test_perf", doc["test_data"])):
+        if name in body:
+            new[name] = schema.perf_map(name, body[name], keys)
+    if "perf" in body:
+        new["perf"] = body["perf"]
+    txn.update_doc("learnuplet", doc, new)
+
+    algo = doc["algo"]
+    meta = _algo_meta(txn, algo)
+    if new["status"] == "done":
+        if _better(new["perf"], meta["best"]):
+            meta["best"] = {"perf": new["perf"], "model": new["model_end"]}
+            txn.put_json(b"m/algo/" + algo.encode(), meta)
+        pkey = b"m/pbest/" + doc["problem"].encode()
+        if _better(new["perf"], txn.get_json(pkey)):
+            txn.put_json(pkey, {"perf": new["perf"], "model": new["model_end"]})
+    following = _rank_doc(txn, algo, doc["rank"] + 1)
+    if following is not None and following["status"] == "waiting":
+        txn.update_doc(
+            "learnuplet", following, {**following, "status": "todo", "model_start": _start_model(meta, algo)}
+        )
+    return {"updated_learnuplet": uuid}
+
+
+def pred_done(txn: Txn, now: int, uuid: str, key_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    doc = _claimed(txn, "preduplet", uuid, key_id)
+    new = {
+        **doc,
+        "status": body["status"],
+        "prediction_storage_uuid": body.get("prediction_storage_uuid"),
+        "timestamp_done": now,
+    }
+    txn.update_doc("preduplet", doc, new)
+    return {"updated_preduplet": uuid}

@@ -1,0 +1,1 @@
+"""The `orchestrator` command: thin flag parsing over the ledger and API libraries."""
