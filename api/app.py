@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from api import errors, resources
+from api import errors, ledger_routes, resources
 from ledger.errors import LedgerError
 from ledger.service import Ledger
 
@@ -23,6 +23,7 @@ def create_app(ledger: Ledger, config: ApiConfig | None = None) -> falcon.App:
     app.add_route("/{collection}", collection)
     app.add_route("/{collection}/{uuid}", collection, suffix="item")
     app.add_route("/worker/{kind}/{uuid}", resources.Worker(ledger, config.body_limit))
+    app.add_route("/ledger/head", ledger_routes.Head(ledger, config.body_limit))
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(LedgerError, errors.handle_ledger_error)
     return app

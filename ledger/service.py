@@ -112,10 +112,6 @@ class Ledger:
     def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> query.Page:
         return query.find(self.state, coll, filters, limit=limit, after=after)
 
-    @property
-    def size(self) -> int:
-        return self.writer.size
-
-    @property
-    def digest(self) -> bytes:
-        return self.writer.digest
+    def head(self) -> tuple[int, bytes]:
+        """Log size and the state digest after it, as one consistent pair."""
+        return self.writer.head()

@@ -21,7 +21,7 @@ from ledger.documents import Overlay, n8
 from ledger.entry import Entry, SignedRequest, encode, leaf_hash
 from ledger.errors import LedgerError, StorageError
 from ledger.log import Log
-from ledger.state import catch_up, meta_writes, read_meta
+from ledger.state import catch_up, meta_writes
 from ledger.store import Store
 
 
@@ -73,6 +73,7 @@ class Writer:
         self._cond = threading.Condition()
         self._stopping = False
         self._state_behind = False
+        self._head_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
@@ -157,7 +158,8 @@ class Writer:
             self.log.append(self.size, raws)  # durability point; raises StorageError, nothing changed
             if self.on_group is not None:
                 self.on_group(len(raws), time.perf_counter() - started)
-            self.size, self.digest, self.last_time = seq, digest, now_ms
+            with self._head_lock:
+                self.size, self.digest, self.last_time = seq, digest, now_ms
             overlay.pending.update(meta_writes(seq, digest, self.genesis))
             try:
                 self.state.write(overlay.pending, sync=False)
@@ -172,6 +174,6 @@ class Writer:
         recorded = canonical.loads(raw)
         return Committed(recorded["status"], recorded["body"], Receipt(seq, recorded["leaf"]), resent=True)
 
-    def state_meta(self) -> tuple[int, bytes]:
-        meta = read_meta(self.state)
-        return meta.applied, meta.digest
+    def head(self) -> tuple[int, bytes]:
+        with self._head_lock:
+            return self.size, self.digest

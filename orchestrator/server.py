@@ -42,5 +42,6 @@ def run(ledger_config: LedgerConfig, api_config: ApiConfig, bind: str, threads: 
         "graceful_timeout": 30,
         "keepalive": 5,
         "backlog": 2048,
+        "control_socket_disable": True,  # nothing is written outside the data dir
     }
     Server(ledger_config, api_config, options).run()

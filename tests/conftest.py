@@ -1,0 +1,112 @@
+"""Shared fixtures: a real gunicorn server on a free port, and signing clients per role."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from orchestrator.client import Client
+
+KEYS = {
+    "admin": "admin",
+    "analytics": "analytics",
+    "viewer": "viewer",
+    "compute": "compute",
+    "compute2": "compute",
+    "auditor": "auditor",
+    "everything": "admin,analytics,viewer,compute,auditor",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def orchestrator(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, check=check, **kwargs
+    )
+
+
+def init_ledger(data_dir: Path, keys: dict[str, str] = KEYS) -> None:
+    args = ["init", "--data-dir", str(data_dir)]
+    for name, roles in keys.items():
+        args += ["--key", f"{name}={roles}"]
+    orchestrator(*args)
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, name: str) -> Client:
+        return Client.from_file(self.url, self.data_dir / "keys" / f"{name}.pem", name)
+
+    def start(self) -> "Server":
+        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "serve", "--data-dir", str(self.data_dir),
+             "--bind", f"127.0.0.1:{self.port}", "--threads", "64"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}; see {log.name}")
+            try:
+                if self.client("everything").get("/ledger/head").status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready in 30 s")
+
+    def stop(self, sig: int = 15) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def head(self) -> dict:
+        response = self.client("everything").get("/ledger/head")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("ledger") / "data"
+    init_ledger(data_dir)
+    srv = Server(data_dir, free_port()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of its own, for tests that restart or kill it."""
+    data_dir = tmp_path / "data"
+    init_ledger(data_dir)
+    srv = Server(data_dir, free_port()).start()
+    yield srv
+    srv.stop()
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
