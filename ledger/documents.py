@@ -14,7 +14,7 @@ ledger order: index prefixes list matches in the order documents were created.
 """
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from ledger import canonical
 from ledger.store import Store
@@ -26,13 +26,34 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "algo": ("uuid", "name", "problem", "timestamp_upload"),
     "data": ("uuid", "problems", "timestamp_upload"),
     "learnuplet": (
-        "uuid", "problem", "workflow", "algo", "train_data", "test_data", "rank", "model_start",
-        "model_end", "worker", "status", "perf", "train_perf", "test_perf", "timestamp_creation",
+        "uuid",
+        "problem",
+        "workflow",
+        "algo",
+        "train_data",
+        "test_data",
+        "rank",
+        "model_start",
+        "model_end",
+        "worker",
+        "status",
+        "perf",
+        "train_perf",
+        "test_perf",
+        "timestamp_creation",
         "timestamp_done",
     ),
     "preduplet": (
-        "uuid", "problem", "workflow", "data", "model", "worker", "status", "prediction_storage_uuid",
-        "timestamp_request", "timestamp_done",
+        "uuid",
+        "problem",
+        "workflow",
+        "data",
+        "model",
+        "worker",
+        "status",
+        "prediction_storage_uuid",
+        "timestamp_request",
+        "timestamp_done",
     ),
 }
 
@@ -140,14 +161,13 @@ class Txn:
                 self.put(index_prefix(coll, field, form) + pos, uuid.encode())
 
 
-class Readable:
+class Readable(Protocol):
     """Anything with get(key) -> bytes | None (a Store, a Txn, a group overlay)."""
 
-    def get(self, key: bytes) -> bytes | None:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def get(self, key: bytes) -> bytes | None: ...
 
 
-class Overlay(Readable):
+class Overlay:
     """A store seen through writes not yet committed to it (one commit group)."""
 
     def __init__(self, store: Store) -> None:

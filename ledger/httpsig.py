@@ -133,14 +133,13 @@ def loggable(request: SignedRequest, signer: Signer) -> SignedRequest:
     return SignedRequest(request.method, request.target, headers, request.body)
 
 
-
 def signature_params(request: SignedRequest) -> SignatureParams:
     """Parse keyid, created, nonce and expires from a (verified) request's Signature-Input.
 
     A pure function of the request bytes; raises AuthError when they are absent.
     """
     try:
-        parsed = http_sf.parse(request.headers["signature-input"].encode(), tltype="dictionary")
+        parsed: Any = http_sf.parse(request.headers["signature-input"].encode(), tltype="dictionary")
         if len(parsed) != 1:
             raise AuthError("exactly one signature is expected")
         ((_, (_, params)),) = parsed.items()

@@ -224,9 +224,7 @@ def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outc
     outcome = Outcome(route.status, body)
     txn.put(nonce_key, n8(entry.seq))
     txn.put(b"m/sent/" + params.fingerprint, n8(entry.seq))
-    txn.put_json(
-        b"m/result/" + n8(entry.seq), {"status": outcome.status, "body": outcome.body, "leaf": leaf.hex()}
-    )
+    txn.put_json(b"m/result/" + n8(entry.seq), {"status": outcome.status, "body": outcome.body, "leaf": leaf.hex()})
     return txn.writes, outcome
 
 

@@ -5,7 +5,7 @@ Every failure raises ValidationError naming the offending field.
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -84,7 +84,7 @@ def perf_map(name: str, value: Any, keys: list[str]) -> dict[str, float | int]:
     if isinstance(value, list):
         if len(value) != len(keys):
             raise ValidationError(f"field {name!r} must have {len(keys)} values, one per data, got {len(value)}")
-        return {key: finite(f"{name}[{i}]", item) for i, (key, item) in enumerate(zip(keys, value))}
+        return {key: finite(f"{name}[{i}]", item) for i, (key, item) in enumerate(zip(keys, value, strict=True))}
     if isinstance(value, dict):
         cleaned = {}
         for key, item in value.items():
@@ -95,7 +95,7 @@ def perf_map(name: str, value: Any, keys: list[str]) -> dict[str, float | int]:
     raise ValidationError(f"field {name!r} must be an object mapping data uuids to numbers, or a list")
 
 
-def fields(body: Any, required: dict[str, Check], optional: dict[str, Check] | None = None) -> dict[str, Any]:
+def fields(body: Any, required: Mapping[str, Check], optional: Mapping[str, Check] | None = None) -> dict[str, Any]:
     """Check that body is an object with exactly these fields; return the cleaned values."""
     optional = optional or {}
     if not isinstance(body, dict):

@@ -93,4 +93,3 @@ def _flush(store: Store, overlay: Overlay, meta: dict[bytes, bytes | None]) -> N
     overlay.pending.update(meta)
     store.write(overlay.pending, sync=False)
     overlay.pending = {}
-

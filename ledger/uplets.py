@@ -82,9 +82,7 @@ def _start_model(meta: dict[str, Any], algo: str) -> str:
     return best["model"] if best is not None else algo
 
 
-def _create_learnuplets(
-    txn: Txn, ids: Ids, now: int, problem: dict[str, Any], algo: str, train: list[str]
-) -> int:
+def _create_learnuplets(txn: Txn, ids: Ids, now: int, problem: dict[str, Any], algo: str, train: list[str]) -> int:
     """Append learnuplets over train data, in batches, continuing the algo's ranks."""
     meta = _algo_meta(txn, algo)
     batches = _batches(train, problem["size_train_dataset"])

@@ -71,9 +71,7 @@ def parser() -> argparse.ArgumentParser:
     _data_dir(p)
     p.add_argument("--bind", default=os.environ.get("ORCHESTRATOR_BIND", "127.0.0.1:8000"), help="HOST:PORT")
     p.add_argument("--threads", type=int, default=int(os.environ.get("ORCHESTRATOR_THREADS", "64")))
-    p.add_argument(
-        "--body-limit", type=int, default=int(os.environ.get("ORCHESTRATOR_BODY_LIMIT", str(1024 * 1024)))
-    )
+    p.add_argument("--body-limit", type=int, default=int(os.environ.get("ORCHESTRATOR_BODY_LIMIT", str(1024 * 1024))))
     p.set_defaults(func=_cmd_serve)
 
     p = commands.add_parser("replay", help="rebuild state from the log and print the state digest")

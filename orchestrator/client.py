@@ -26,7 +26,9 @@ class Client:
             signature_algorithm=algorithms.ED25519, key=self.key_pem, key_id=self.key_id, use_nonce=True
         )
 
-    def request(self, method: str, path: str, *, json: Any = None, params: Any = None, **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: Any = None, **kwargs: Any
+    ) -> requests.Response:
         return self.session.request(
             method, self.url + path, json=json, params=params, auth=self.auth(), timeout=self.timeout, **kwargs
         )
