@@ -23,7 +23,16 @@ def create_app(ledger: Ledger, config: ApiConfig | None = None) -> falcon.App:
     app.add_route("/{collection}", collection)
     app.add_route("/{collection}/{uuid}", collection, suffix="item")
     app.add_route("/worker/{kind}/{uuid}", resources.Worker(ledger, config.body_limit))
-    app.add_route("/ledger/head", ledger_routes.Head(ledger, config.body_limit))
+    for path, resource in (
+        ("/ledger/head", ledger_routes.Head),
+        ("/ledger/checkpoint", ledger_routes.Checkpoint),
+        ("/ledger/key", ledger_routes.Key),
+        ("/ledger/entries", ledger_routes.Entries),
+        ("/ledger/proofs/inclusion", ledger_routes.InclusionProof),
+        ("/ledger/proofs/consistency", ledger_routes.ConsistencyProof),
+    ):
+        app.add_route(path, resource(ledger, config.body_limit))
+    app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(ledger, config.body_limit), suffix="item")
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(LedgerError, errors.handle_ledger_error)
     return app

@@ -1,16 +1,138 @@
-"""Ledger endpoints available to every registered key."""
+"""Ledger endpoints: head, checkpoint, verifier key, entries and RFC 9162 proofs.
+
+Hashes in proofs are base64, like the root in a checkpoint. All but
+/ledger/head need the auditor role.
+"""
+
+import base64
 
 import falcon
 import orjson
 
 from api.resources import Authenticated
+from ledger import canonical
+from ledger.errors import ValidationError
+
+AUDITOR = "auditor"
+MAX_PAGE = 1000
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _int_param(req: falcon.Request, name: str, default: int | None = None) -> int:
+    value = req.get_param(name)
+    if value is None:
+        if default is None:
+            raise ValidationError(f"query parameter {name!r} is required")
+        return default
+    if not value.isdigit() or len(value) > 18:
+        raise ValidationError(f"query parameter {name!r} must be a non-negative integer")
+    return int(value)
+
+
+def _send(resp: falcon.Response, data: object) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(data)
+
+
+def entry_view(seq: int, raw: bytes) -> dict:
+    return {"seq": seq, "raw": _b64(raw), "entry": canonical.loads(raw)}
 
 
 class Head(Authenticated):
-    """GET /ledger/head: the log size and the state digest after applying it."""
+    """GET /ledger/head: the log size and the state digest after applying it (any key)."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._read(req)
         size, digest = self.ledger.head()
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = orjson.dumps({"size": size, "state_digest": digest.hex()})
+        _send(resp, {"size": size, "state_digest": digest.hex()})
+
+
+class Checkpoint(Authenticated):
+    """GET /ledger/checkpoint: the latest C2SP signed checkpoint, text/plain."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._read(req, AUDITOR)
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = self.ledger.checkpoint()
+
+
+class Key(Authenticated):
+    """GET /ledger/key: the node's C2SP verifier key (name+keyid+base64 key), text/plain."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._read(req, AUDITOR)
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = self.ledger.vkey() + "\n"
+
+
+class Entries(Authenticated):
+    """GET /ledger/entries?start=N&end=M (at most 1000 a page); GET /ledger/entries/{seq}."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._read(req, AUDITOR)
+        size = self.ledger.head()[0]
+        start = _int_param(req, "start", 0)
+        end = min(_int_param(req, "end", start + 100), size, start + MAX_PAGE)
+        if start >= size:
+            raise ValidationError(f"start {start} is beyond the log (size {size})")
+        if end <= start:
+            raise ValidationError("end must be greater than start")
+        entries = [entry_view(seq, raw) for seq, raw in self.ledger.log.raws(start, end)]
+        _send(resp, {"entries": entries, "size": size, "next": end if end < size else None})
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, seq: str) -> None:
+        self._read(req, AUDITOR)
+        size = self.ledger.head()[0]
+        if not seq.isdigit() or int(seq) >= size:
+            raise falcon.HTTPNotFound(title="Not found", description=f"no entry {seq} (log size {size})")
+        _send(resp, entry_view(int(seq), self.ledger.log.raw(int(seq))))
+
+
+class InclusionProof(Authenticated):
+    """GET /ledger/proofs/inclusion?seq=N&tree_size=S (tree_size defaults to the current size)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._read(req, AUDITOR)
+        size = self.ledger.head()[0]
+        seq = _int_param(req, "seq")
+        tree_size = _int_param(req, "tree_size", size)
+        if not seq < tree_size <= size:
+            raise ValidationError(f"need seq < tree_size <= {size}, got seq={seq} tree_size={tree_size}")
+        tree = self.ledger.log.tree()
+        proof = tree.inclusion(seq, tree_size)
+        _send(
+            resp,
+            {
+                "seq": seq,
+                "tree_size": tree_size,
+                "leaf_hash": _b64(tree.node(0, seq)),
+                "root": _b64(tree.root(tree_size)),
+                "proof": [_b64(p) for p in proof],
+            },
+        )
+
+
+class ConsistencyProof(Authenticated):
+    """GET /ledger/proofs/consistency?first=A&second=B (second defaults to the current size)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._read(req, AUDITOR)
+        size = self.ledger.head()[0]
+        first = _int_param(req, "first")
+        second = _int_param(req, "second", size)
+        if not 0 < first <= second <= size:
+            raise ValidationError(f"need 0 < first <= second <= {size}, got first={first} second={second}")
+        tree = self.ledger.log.tree()
+        _send(
+            resp,
+            {
+                "first": first,
+                "second": second,
+                "first_root": _b64(tree.root(first)),
+                "second_root": _b64(tree.root(second)),
+                "proof": [_b64(p) for p in tree.consistency(first, second)],
+            },
+        )

@@ -9,12 +9,12 @@ do not re-encode to themselves.
 """
 
 import base64
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import canonical
 from ledger.errors import IntegrityError
+from ledger.merkle import leaf_hash as leaf_hash  # the entry's RFC 9162 leaf hash
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,6 @@ class Entry:
 def encode(entry: Entry) -> bytes:
     """Canonical bytes of an entry."""
     return canonical.dumps(entry.to_json())
-
-
-def leaf_hash(raw: bytes) -> bytes:
-    """RFC 9162 leaf hash: SHA-256(0x00 || entry bytes)."""
-    return hashlib.sha256(b"\x00" + raw).digest()
 
 
 def decode(raw: bytes) -> Entry:

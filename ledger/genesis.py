@@ -4,7 +4,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger import keys
+from ledger import checkpoint, keys
 from ledger.config import LedgerConfig
 from ledger.entry import Entry, encode
 from ledger.errors import StorageError, ValidationError
@@ -71,8 +71,11 @@ def init(
     log_store = LevelStore(config.log_dir)
     state_store = LevelStore(config.state_dir)
     try:
-        Log(log_store).append(0, [encode(entry)])
-        catch_up(Log(log_store), state_store)
+        log = Log(log_store)
+        log.append(0, [encode(entry)])
+        meta = catch_up(log, state_store)
+        note = checkpoint.sign(checkpoint.Checkpoint(origin, 1, log.tree().root(1), meta.digest), node)
+        log.commit({}, note)
     finally:
         log_store.close()
         state_store.close()

@@ -1,16 +1,20 @@
 """The append-only log: entry bytes by sequence number, in a LevelDB of its own.
 
-Keys: ``e<n8>`` -> canonical entry bytes; ``size`` -> n8, the number of entries.
-Appends are one synced batch; that batch is the durability point.
+Keys: ``e<n8>`` -> canonical entry bytes; ``size`` -> n8, the number of entries;
+``t<level><n8>`` -> Merkle tree nodes (see :mod:`ledger.merkle`); ``checkpoint`` ->
+the latest signed checkpoint note. An append writes entries, tree nodes, size and
+checkpoint in one synced batch; that batch is the durability point.
 """
 
 from collections.abc import Iterator
 
+from ledger import merkle
 from ledger.documents import n8
 from ledger.errors import IntegrityError
 from ledger.store import Store
 
 SIZE_KEY = b"size"
+CHECKPOINT_KEY = b"checkpoint"
 
 
 def entry_key(seq: int) -> bytes:
@@ -45,8 +49,30 @@ class Log:
         if expected < end:
             raise IntegrityError(f"entry {expected} is missing from the log")
 
-    def append(self, first_seq: int, raws: list[bytes]) -> None:
-        """Durably append entries first_seq.. (one synced batch)."""
+    def tree(self) -> merkle.Tree:
+        return merkle.Tree(self.store.get)
+
+    def checkpoint(self) -> str | None:
+        raw = self.store.get(CHECKPOINT_KEY)
+        return None if raw is None else raw.decode()
+
+    def prepare(self, first_seq: int, raws: list[bytes]) -> tuple[dict[bytes, bytes | None], bytes]:
+        """The batch appending entries first_seq.., and the tree root after it."""
         writes: dict[bytes, bytes | None] = {entry_key(first_seq + i): raw for i, raw in enumerate(raws)}
+        writes.update(merkle.integrate(first_seq, [merkle.leaf_hash(raw) for raw in raws], self.store.get))
         writes[SIZE_KEY] = n8(first_seq + len(raws))
+
+        def read(key: bytes) -> bytes | None:
+            return writes[key] if key in writes else self.store.get(key)
+
+        return writes, merkle.Tree(read).root(first_seq + len(raws))
+
+    def commit(self, writes: dict[bytes, bytes | None], checkpoint: str | None = None) -> None:
+        """Durably write a prepared batch (one fsync), with the checkpoint that signs it."""
+        if checkpoint is not None:
+            writes = {**writes, CHECKPOINT_KEY: checkpoint.encode()}
         self.store.write(writes, sync=True)
+
+    def append(self, first_seq: int, raws: list[bytes]) -> None:
+        """Durably append entries first_seq.. without a checkpoint."""
+        self.commit(self.prepare(first_seq, raws)[0])

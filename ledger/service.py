@@ -9,17 +9,18 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger import canonical, httpsig, keys, machine, query
+from ledger import canonical, checkpoint, httpsig, keys, machine, query
 from ledger.config import LedgerConfig
 from ledger.documents import n8
 from ledger.entry import SignedRequest
 from ledger.errors import AuthError, StorageError
 from ledger.log import Log
 from ledger.nonces import NonceCache
+from ledger.state import catch_up
 from ledger.store import LevelStore, MemoryStore, Store
-from ledger.writer import Committed, Receipt, Writer
+from ledger.writer import Committed, Notary, Receipt, Writer
 
 
 class Ledger:
@@ -29,6 +30,7 @@ class Ledger:
         log_store: Store,
         state_store: Store,
         *,
+        node_key: Ed25519PrivateKey | None = None,
         clock: Callable[[], float] = time.time,
         on_group: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -38,8 +40,18 @@ class Ledger:
         self.state = state_store
         if self.log.size() == 0:
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
-        self.writer = Writer(self.log, state_store, clock=clock, max_group=config.max_group, on_group=on_group)
-        self.window = int(machine.config(state_store)["signature_window"])
+        self.node_key = node_key or keys.new_private_key()
+        catch_up(self.log, state_store)
+        settings = machine.config(state_store)
+        self.origin = str(settings["origin"])
+        if keys.public_b64(self.node_key) != settings["node_key"]:
+            raise StorageError(f"the node key does not match the ledger's genesis ({config.node_key_file})")
+        self.notary = Notary(self.origin, self.node_key)
+        self.writer = Writer(
+            self.log, state_store, clock=clock, max_group=config.max_group, on_group=on_group, notary=self.notary
+        )
+        self._ensure_checkpoint()
+        self.window = int(settings["signature_window"])
         self.nonces = NonceCache(self.window)
 
     @classmethod
@@ -53,14 +65,39 @@ class Ledger:
         except StorageError:
             log_store.close()
             raise
-        return cls(config, log_store, state_store, **kwargs)  # type: ignore[arg-type]
+        try:
+            node_key = keys.load_private_key(config.node_key_file)
+        except (OSError, ValueError) as e:
+            log_store.close()
+            state_store.close()
+            raise StorageError(f"cannot read the node key {config.node_key_file}: {e}") from e
+        return cls(config, log_store, state_store, node_key=node_key, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def in_memory(cls, config: LedgerConfig, genesis_raw: bytes, **kwargs: object) -> "Ledger":
+    def in_memory(
+        cls, config: LedgerConfig, genesis_raw: bytes, node_key: Ed25519PrivateKey, **kwargs: object
+    ) -> "Ledger":
         """A ledger over memory stores holding just a genesis entry (for unit tests)."""
         log = Log(MemoryStore())
         log.append(0, [genesis_raw])
-        return cls(config, log.store, MemoryStore(), **kwargs)  # type: ignore[arg-type]
+        return cls(config, log.store, MemoryStore(), node_key=node_key, **kwargs)  # type: ignore[arg-type]
+
+    def _ensure_checkpoint(self) -> None:
+        """Sign a checkpoint for the current size if the stored one is missing or older."""
+        note = self.log.checkpoint()
+        size, digest = self.writer.head()
+        if note is not None and checkpoint.parse_body(note.partition("\n\n")[0] + "\n").size == size:
+            return
+        self.log.commit({}, self.notary.sign(size, self.log.tree().root(size), digest))
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint note."""
+        note = self.log.checkpoint()
+        assert note is not None
+        return note
+
+    def vkey(self) -> str:
+        return checkpoint.vkey(self.origin, self.node_key.public_key())
 
     def close(self) -> None:
         self.writer.stop()

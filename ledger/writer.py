@@ -16,13 +16,26 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
-from ledger import canonical, machine
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger import canonical, checkpoint, machine
 from ledger.documents import Overlay, n8
 from ledger.entry import Entry, SignedRequest, encode, leaf_hash
 from ledger.errors import LedgerError, StorageError
 from ledger.log import Log
 from ledger.state import catch_up, meta_writes
 from ledger.store import Store
+
+
+@dataclass(frozen=True)
+class Notary:
+    """Signs a checkpoint after each commit with the node key, under the ledger's origin."""
+
+    origin: str
+    key: Ed25519PrivateKey
+
+    def sign(self, size: int, root: bytes, digest: bytes) -> str:
+        return checkpoint.sign(checkpoint.Checkpoint(self.origin, size, root, digest), self.key)
 
 
 @dataclass(frozen=True)
@@ -58,8 +71,10 @@ class Writer:
         clock: Callable[[], float] = time.time,
         max_group: int = 512,
         on_group: Callable[[int, float], None] | None = None,
+        notary: "Notary | None" = None,
     ) -> None:
         self.log = log
+        self.notary = notary
         self.state = state
         self.clock = clock
         self.max_group = max_group
@@ -155,7 +170,9 @@ class Writer:
             seq += 1
         if raws:
             started = time.perf_counter()
-            self.log.append(self.size, raws)  # durability point; raises StorageError, nothing changed
+            log_writes, root = self.log.prepare(self.size, raws)
+            note = self.notary.sign(seq, root, digest) if self.notary is not None else None
+            self.log.commit(log_writes, note)  # durability point; raises StorageError, nothing changed
             if self.on_group is not None:
                 self.on_group(len(raws), time.perf_counter() - started)
             with self._head_lock:
