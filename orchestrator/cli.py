@@ -5,12 +5,18 @@ import os
 import sys
 from pathlib import Path
 
+import requests
+
 from api.app import ApiConfig
 from ledger.config import LedgerConfig
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StorageError
 from ledger.genesis import DEFAULT_ORIGIN, KeySpec, init
+from ledger.local import LocalSource
 from ledger.replay import replay
 from ledger.store import LevelStore
+from ledger.verify import Report, VerificationError, verify
+from orchestrator.client import Client
+from orchestrator.progress import ProgressBar
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +50,58 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    result = replay(LedgerConfig(data_dir=args.data_dir), to=args.to)
+    result = replay(LedgerConfig(data_dir=args.data_dir), to=args.to, progress=ProgressBar("replay"))
     print(f"replayed {result.applied} of {result.log_size} entries")
     print(f"state digest: {result.digest.hex()}")
     return 0
+
+
+def _report(report: Report, save: Path | None) -> int:
+    if save is not None:
+        save.write_text(report.checkpoint)
+    print(report.summary())
+    return 0
+
+
+def _trusted(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise StorageError(f"cannot read --trusted-checkpoint {path}: {e.strerror}") from e
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    trusted = _trusted(args.trusted_checkpoint)
+    with LocalSource(LedgerConfig(data_dir=args.data_dir)) as source:
+        report = verify(source, trusted=trusted, progress=ProgressBar("verify"))
+    return _report(report, args.save_checkpoint)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from orchestrator.audit import RemoteSource
+
+    trusted = _trusted(args.trusted_checkpoint)
+    try:
+        client = Client.from_file(args.url, args.key_file, args.key_id)
+    except OSError as e:
+        raise StorageError(f"cannot read --key-file {args.key_file}: {e.strerror}") from e
+    try:
+        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"))
+    except requests.RequestException as e:
+        raise StorageError(f"cannot reach {args.url}: {e}") from e
+    return _report(report, args.save_checkpoint)
+
+
+def _checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trusted-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint saved earlier: also prove the ledger is consistent with it",
+    )
+    p.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,6 +132,18 @@ def parser() -> argparse.ArgumentParser:
     _data_dir(p)
     p.add_argument("--to", type=int, default=None, metavar="SEQ", help="stop after this entry")
     p.set_defaults(func=_cmd_replay)
+
+    p = commands.add_parser("verify", help="verify a stopped node's data dir (or a copy) offline")
+    _data_dir(p)
+    _checkpoint_flags(p)
+    p.set_defaults(func=_cmd_verify)
+
+    p = commands.add_parser("audit", help="verify a running node over HTTP with an auditor key")
+    p.add_argument("--url", required=True, help="the node, e.g. http://127.0.0.1:8000")
+    p.add_argument("--key-file", required=True, type=Path, help="the auditor's private key (PEM)")
+    p.add_argument("--key-id", required=True, help="the auditor's key id")
+    _checkpoint_flags(p)
+    p.set_defaults(func=_cmd_audit)
     return top
 
 
@@ -85,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except VerificationError as e:
+        print(f"FAILED at {e.where}: {e.message}", file=sys.stderr)
+        return 1
     except LedgerError as e:
         print(f"orchestrator: error: {e.message}", file=sys.stderr)
         return 2
