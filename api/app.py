@@ -32,7 +32,12 @@ def create_app(ledger: Ledger, config: ApiConfig | None = None) -> falcon.App:
         ("/ledger/proofs/consistency", ledger_routes.ConsistencyProof),
     ):
         app.add_route(path, resource(ledger, config.body_limit))
+    nodes = resources.Nodes(ledger, config.body_limit)
+    app.add_route("/nodes", nodes)
+    app.add_route("/nodes/{key_id}", nodes, suffix="item")
+    app.add_route("/nodes/{key_id}/revoke", nodes, suffix="revoke")
     app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(ledger, config.body_limit), suffix="item")
+    app.add_sink(errors.no_route)
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(LedgerError, errors.handle_ledger_error)
     return app

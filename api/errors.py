@@ -40,3 +40,8 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Excepti
         raise error
     log.exception("unexpected error on %s %s", req.method, req.path)
     raise falcon.HTTPInternalServerError(title="Internal error", description="the server failed; see its log")
+
+
+def no_route(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
+    """Where no route matches: a 404 that says which endpoint does not exist."""
+    raise falcon.HTTPNotFound(title="Not found", description=f"no endpoint {req.method} {req.path}")

@@ -6,7 +6,7 @@ import falcon
 import orjson
 
 from api.signed import read_body, signed_request
-from ledger import machine
+from ledger import machine, query
 from ledger.errors import UnsupportedMediaError, ValidationError
 from ledger.service import Ledger
 
@@ -85,3 +85,21 @@ class Worker(Authenticated):
 
 
 Factory = Callable[[Ledger, int], Authenticated]
+
+
+class Nodes(Authenticated):
+    """Membership: GET /nodes, GET /nodes/{key_id}; POST /nodes, /nodes/{key_id}, /nodes/{key_id}/revoke."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._read(req)
+        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(query.members(self.ledger.state)))
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+        self._read(req)
+        _json(resp, falcon.HTTP_200, query.member(self.ledger.state, key_id))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
+        self._write(req, resp)
+
+    on_post_item = on_post
+    on_post_revoke = on_post

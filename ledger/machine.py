@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import canonical, httpsig, schema, uplets
+from ledger import canonical, httpsig, membership, schema, uplets
 from ledger.documents import Readable, Txn, n8
 from ledger.entry import Entry, leaf_hash
 from ledger.errors import AuthError, ForbiddenError, LedgerError, NotFoundError, ValidationError
-
-ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
+from ledger.membership import ROLES as ROLES
+from ledger.membership import member_key
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,20 @@ def _preddone(ctx: Context, args: list[str]) -> dict[str, Any]:
     return uplets.pred_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, body)
 
 
+def _node_add(ctx: Context, args: list[str]) -> dict[str, Any]:
+    return membership.add(ctx.txn, ctx.body)
+
+
+def _node_roles(ctx: Context, args: list[str]) -> dict[str, Any]:
+    return membership.set_roles(ctx.txn, args[0], ctx.body)
+
+
+def _node_revoke(ctx: Context, args: list[str]) -> dict[str, Any]:
+    if args[1] != "revoke":
+        raise NotFoundError(f"no write endpoint POST /nodes/{args[0]}/{args[1]}")
+    return membership.revoke(ctx.txn, args[0], ctx.entry.key_id, ctx.body)
+
+
 def _any(name: str, value: Any) -> Any:
     return value
 
@@ -117,16 +131,19 @@ def _path_uuid(kind: str, value: str) -> str:
     return value.lower()
 
 
-ROUTES: dict[str, Route] = {
-    "problem": Route("admin", 201, _problem),
-    "algo": Route("analytics", 201, _algo),
-    "data": Route("viewer", 201, _data),
-    "prediction": Route("viewer", 201, _prediction),
-    "worker": Route("compute", 200, _worker),
-    "learndone": Route("compute", 200, _learndone),
-    "preddone": Route("compute", 200, _preddone),
+# (first path segment, number of further segments) -> route
+ROUTES: dict[tuple[str, int], Route] = {
+    ("problem", 0): Route("admin", 201, _problem),
+    ("algo", 0): Route("analytics", 201, _algo),
+    ("data", 0): Route("viewer", 201, _data),
+    ("prediction", 0): Route("viewer", 201, _prediction),
+    ("worker", 2): Route("compute", 200, _worker),
+    ("learndone", 1): Route("compute", 200, _learndone),
+    ("preddone", 1): Route("compute", 200, _preddone),
+    ("nodes", 0): Route("admin", 201, _node_add),
+    ("nodes", 1): Route("admin", 200, _node_roles),
+    ("nodes", 2): Route("admin", 200, _node_revoke),
 }
-_ARITY = {"problem": 0, "algo": 0, "data": 0, "prediction": 0, "worker": 2, "learndone": 1, "preddone": 1}
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~-]*$")
 
 
@@ -134,18 +151,13 @@ def route_of(method: str, path: str) -> tuple[Route, list[str]]:
     """The write route for a method and path; raises NotFoundError."""
     parts = path.strip("/").split("/")
     name, args = parts[0], parts[1:]
-    if method != "POST" or name not in ROUTES or len(args) != _ARITY[name]:
+    route = ROUTES.get((name, len(args)))
+    if method != "POST" or route is None or not all(_SEGMENT.match(arg) for arg in args):
         raise NotFoundError(f"no write endpoint {method} {path}")
-    if not all(_SEGMENT.match(arg) for arg in args):
-        raise NotFoundError(f"no write endpoint {method} {path}")
-    return ROUTES[name], args
+    return route, args
 
 
 # -- membership ---------------------------------------------------------------
-
-
-def member_key(key_id: str) -> bytes:
-    return b"m/member/" + key_id.encode()
 
 
 def member(view: Readable, key_id: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ smallest index it touches), not to the collection.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ledger import canonical
 from ledger.documents import COLLECTIONS, FIELDS, doc_key, index_prefix, n8, order_prefix, pos_key
 from ledger.errors import NotFoundError, ValidationError
 from ledger.store import Store
@@ -96,3 +97,19 @@ def find(
         assert raw is not None, f"index points at a missing {coll} {uuid!r}"
         documents.append(raw)
     return Page(documents, uuids[-1].decode() if more else None)
+
+
+def members(store: Store) -> list[bytes]:
+    """Every membership record, with its key id, in key id order (canonical JSON)."""
+    prefix = b"m/member/"
+    return [
+        canonical.dumps({"key_id": key[len(prefix) :].decode(), **canonical.loads(value)})
+        for key, value in store.scan(prefix)
+    ]
+
+
+def member(store: Store, key_id: str) -> bytes:
+    raw = store.get(b"m/member/" + key_id.encode())
+    if raw is None:
+        raise NotFoundError(f"no node {key_id!r}")
+    return canonical.dumps({"key_id": key_id, **canonical.loads(raw)})

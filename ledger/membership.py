@@ -1,0 +1,91 @@
+"""Membership transactions: admins add keys with roles, change roles, revoke keys.
+
+Records live in state under ``m/member/<key id>`` as
+``{"public_key": base64 raw Ed25519 key, "roles": [...], "revoked": bool}``.
+Revocation is final; a revoked key's earlier entries still verify, because a
+verifier checks each entry against the membership in force at that entry.
+"""
+
+import base64
+import re
+from typing import Any
+
+from ledger import schema
+from ledger.documents import Txn
+from ledger.errors import ConflictError, NotFoundError, ValidationError
+
+ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
+_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def member_key(key_id: str) -> bytes:
+    return b"m/member/" + key_id.encode()
+
+
+def view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    return {"key_id": key_id, **record}
+
+
+def key_id(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _KEY_ID.match(value):
+        raise ValidationError(f"field {name!r} must be 1-64 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def public_key(name: str, value: Any) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValidationError(f"field {name!r} must be a base64 raw Ed25519 public key (32 bytes)")
+    return base64.b64encode(raw).decode()
+
+
+def roles(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ValidationError(f"field {name!r} must be a non-empty list of roles: {', '.join(ROLES)}")
+    for item in value:
+        if item not in ROLES:
+            raise ValidationError(f"field {name!r}: unknown role {item!r}; roles are {', '.join(ROLES)}")
+    if len(set(value)) != len(value):
+        raise ValidationError(f"field {name!r} lists a role twice")
+    return sorted(value)
+
+
+def _existing(txn: Txn, name: str) -> dict[str, Any]:
+    if not _KEY_ID.match(name):
+        raise NotFoundError(f"no node {name!r}")
+    record: dict[str, Any] | None = txn.get_json(member_key(name))
+    if record is None:
+        raise NotFoundError(f"no node {name!r}")
+    if record["revoked"]:
+        raise ConflictError(f"node {name!r} is revoked; revocation is final")
+    return record
+
+
+def add(txn: Txn, body: Any) -> dict[str, Any]:
+    clean = schema.fields(body, {"key_id": key_id, "public_key": public_key, "roles": roles})
+    if txn.get(member_key(clean["key_id"])) is not None:
+        raise ConflictError(f"node {clean['key_id']!r} already exists")
+    record = {"public_key": clean["public_key"], "roles": clean["roles"], "revoked": False}
+    txn.put_json(member_key(clean["key_id"]), record)
+    return {"new_node": view(clean["key_id"], record)}
+
+
+def set_roles(txn: Txn, name: str, body: Any) -> dict[str, Any]:
+    record = _existing(txn, name)
+    clean = schema.fields(body, {"roles": roles})
+    record = {**record, "roles": clean["roles"]}
+    txn.put_json(member_key(name), record)
+    return {"updated_node": view(name, record)}
+
+
+def revoke(txn: Txn, name: str, requester: str, body: Any) -> dict[str, Any]:
+    record = _existing(txn, name)
+    schema.fields(body, {})
+    if name == requester:
+        raise ConflictError("a key cannot revoke itself")
+    record = {**record, "revoked": True}
+    txn.put_json(member_key(name), record)
+    return {"revoked_node": view(name, record)}
