@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, algorithms
 from http_message_signatures.exceptions import HTTPMessageSignaturesException, InvalidSignature
 
+from ledger import fastsig
 from ledger.entry import SignedRequest
 from ledger.errors import AuthError
 
@@ -91,6 +92,21 @@ def verify_request(request: SignedRequest, resolve_key: Callable[[str], Ed25519P
     for name in SIGNATURE_HEADERS:
         if name not in request.headers:
             raise AuthError(f"missing {name.title()} header: requests must be signed (RFC 9421, ed25519)")
+    parsed = fastsig.parse(request)
+    if parsed is not None and isinstance(parsed.params.get("keyid"), str):
+        key = resolve_key(str(parsed.params["keyid"]))
+        if key is None:
+            raise AuthError(f"unknown key id {parsed.params['keyid']!r}")
+        if fastsig.verify(parsed, request, key):
+            return _profile(request, {f'"{name}"' for name in parsed.components}, parsed.components)
+    return verify_general(request, resolve_key)
+
+
+def verify_general(request: SignedRequest, resolve_key: Callable[[str], Ed25519PublicKey | None]) -> Signer:
+    """verify_request through the general RFC 9421 library only (no fast path)."""
+    for name in SIGNATURE_HEADERS:
+        if name not in request.headers:
+            raise AuthError(f"missing {name.title()} header: requests must be signed (RFC 9421, ed25519)")
     resolver = _Resolver(resolve_key)
     verifier = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
     message = _Message(request)
@@ -105,6 +121,12 @@ def verify_request(request: SignedRequest, resolve_key: Callable[[str], Ed25519P
         raise AuthError(f"invalid signature: {e}") from e
     covered = result.covered_components
     names = {key.split(";")[0] for key in covered}
+    fields = tuple(_field_name(k) for k in covered if not k.startswith('"@'))
+    return _profile(request, names, fields)
+
+
+def _profile(request: SignedRequest, names: set[str], fields: tuple[str, ...]) -> Signer:
+    """The ledger's coverage rules on a verified signature; its parameters."""
     if '"@method"' not in names:
         raise AuthError("signature must cover @method")
     if '"@target-uri"' not in names and not {'"@path"', '"@query"'} <= names:
@@ -112,8 +134,7 @@ def verify_request(request: SignedRequest, resolve_key: Callable[[str], Ed25519P
     if '"content-digest"' not in names:
         raise AuthError("signature must cover content-digest")
     params = signature_params(request)
-    fields = tuple(sorted({_field_name(k) for k in covered if not k.startswith('"@')}))
-    return Signer(params=params, covered_fields=fields)
+    return Signer(params=params, covered_fields=tuple(sorted({f for f in fields if not f.startswith("@")})))
 
 
 def check_window(signer: SignatureParams, now_s: int, window_s: int) -> None:
@@ -138,16 +159,24 @@ def signature_params(request: SignedRequest) -> SignatureParams:
 
     A pure function of the request bytes; raises AuthError when they are absent.
     """
+    fast = fastsig.parse(request)
+    if fast is not None:
+        key_id, created, nonce = fast.params.get("keyid"), fast.params.get("created"), fast.params.get("nonce")
+        expires = fast.params.get("expires")
+    else:
+        key_id, created, nonce, expires = _general_params(request)
+    if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
+        raise AuthError("malformed Signature-Input parameters (keyid, created and nonce are required)")
+    fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + request.headers["signature"].encode()).digest()
+    return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)
+
+
+def _general_params(request: SignedRequest) -> tuple[Any, Any, Any, Any]:
     try:
         parsed: Any = http_sf.parse(request.headers["signature-input"].encode(), tltype="dictionary")
         if len(parsed) != 1:
             raise AuthError("exactly one signature is expected")
         ((_, (_, params)),) = parsed.items()
-        key_id, created, nonce = params["keyid"], params["created"], params["nonce"]
-        expires = params.get("expires")
+        return params.get("keyid"), params.get("created"), params.get("nonce"), params.get("expires")
     except (KeyError, ValueError, TypeError) as e:
         raise AuthError(f"malformed Signature-Input: {e}") from e
-    if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
-        raise AuthError("malformed Signature-Input parameters")
-    fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + request.headers["signature"].encode()).digest()
-    return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)
