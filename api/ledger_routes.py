@@ -5,6 +5,7 @@ Hashes in proofs are base64, like the root in a checkpoint. All but
 """
 
 import base64
+import re
 
 import falcon
 import orjson
@@ -27,7 +28,7 @@ def _int_param(req: falcon.Request, name: str, default: int | None = None) -> in
         if default is None:
             raise ValidationError(f"query parameter {name!r} is required")
         return default
-    if not value.isdigit() or len(value) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", value):
         raise ValidationError(f"query parameter {name!r} must be a non-negative integer")
     return int(value)
 
@@ -86,7 +87,7 @@ class Entries(Authenticated):
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, seq: str) -> None:
         self._read(req, AUDITOR)
         size = self.ledger.head()[0]
-        if not seq.isdigit() or int(seq) >= size:
+        if not re.fullmatch(r"[0-9]{1,18}", seq) or int(seq) >= size:
             raise falcon.HTTPNotFound(title="Not found", description=f"no entry {seq} (log size {size})")
         _send(resp, entry_view(int(seq), self.ledger.log.raw(int(seq))))
 

@@ -1,5 +1,6 @@
 """REST resources: parse and shape; the ledger does the work."""
 
+import re
 from collections.abc import Callable
 
 import falcon
@@ -56,14 +57,14 @@ class Collection(Authenticated):
         after = filters.pop("after", None)
         limit = 1000
         if limit_text is not None:
-            if not limit_text.isdigit():
+            if not re.fullmatch(r"[0-9]{1,6}", limit_text):
                 raise ValidationError("limit must be a positive integer")
             limit = int(limit_text)
         page = self.ledger.find(collection, filters, limit=limit, after=after)
         key = collection + "s"
         data = b'{"%s":[%s]' % (key.encode(), b",".join(page.documents))
         if page.next_after is not None:
-            data += b',"next_after":"%s"' % page.next_after.encode()
+            data += b',"next_after":' + orjson.dumps(page.next_after)
         _json(resp, falcon.HTTP_200, data + b"}")
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:

@@ -13,9 +13,12 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     length = req.content_length
     if length is not None and length > limit:
         raise TooLargeError(f"body of {length} bytes exceeds the {limit}-byte limit")
+    # Without Content-Length (chunked), Falcon's bounded stream reads nothing; the server's
+    # input stream decodes the chunks and ends at the last one.
+    stream = req.bounded_stream if length is not None else req.stream
     parts, total = [], 0
     while True:
-        chunk = req.bounded_stream.read(_CHUNK)
+        chunk = stream.read(_CHUNK)
         if not chunk:
             break
         total += len(chunk)

@@ -55,7 +55,7 @@ def parse_body(body: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise ValidationError(f"body is not UTF-8: {e.reason} at byte {e.start}") from e
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_no_duplicates,
             parse_float=_finite_float,
@@ -65,5 +65,28 @@ def parse_body(body: bytes) -> Any:
         raise ValidationError(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
     except RecursionError as e:
         raise ValidationError("body JSON is nested too deeply") from e
-    except ValueError as e:  # e.g. an integer literal longer than Python allows
-        raise ValidationError(f"body is not acceptable JSON: {e}") from e
+    except ValueError as e:  # an integer literal longer than Python allows
+        raise ValidationError("body is not acceptable JSON: an integer literal is too long") from e
+    where = _lone_surrogate(value, "body")
+    if where is not None:
+        raise ValidationError(f"{where} holds a lone surrogate escape (\\ud800-\\udfff), which is not Unicode text")
+    return value
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The place of a string with an unpaired surrogate in parsed JSON, or None (iterative: any depth)."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(item, list):
+            stack.extend((element, f"{where}[{i}]") for i, element in enumerate(item))
+        elif isinstance(item, dict):
+            for key, element in item.items():
+                stack.append((key, f"a key of {where}"))
+                stack.append((element, f"field {key!r}"))
+    return None

@@ -14,6 +14,7 @@ and the key name is the ledger's origin. :func:`vkey` gives the C2SP verifier ke
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -113,7 +114,7 @@ def parse_body(body: str) -> Checkpoint:
     if len(lines) < 4 or lines[-1] != "":
         raise CheckpointError("checkpoint body is malformed")
     origin, size_text, root_text, *extensions = lines[:-1]
-    if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+    if not re.fullmatch(r"[0-9]{1,19}", size_text) or (size_text.startswith("0") and size_text != "0"):
         raise CheckpointError(f"checkpoint tree size {size_text!r} is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)

@@ -70,6 +70,12 @@ class StorageError(LedgerError):
     default_title = "Storage unavailable"
 
 
+class InternalError(LedgerError):
+    """A bug: the engine failed on a transaction it should have accepted or rejected."""
+
+    default_title = "Internal error"
+
+
 class IntegrityError(LedgerError):
     """Stored data does not check out (bad entry, state from another ledger...)."""
 

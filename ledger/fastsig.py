@@ -89,9 +89,8 @@ def _component_value(request: SignedRequest, name: str) -> str | None:
         if name == "@method":
             value = request.method
         elif name == "@authority":
-            if port and port.lstrip("0") == _DEFAULT_PORTS.get(scheme.lower()):
-                port = None
-            value = f"{host.lower()}:{port}" if port else host.lower()
+            kept = port if port and port.lstrip("0") != _DEFAULT_PORTS.get(scheme.lower()) else None
+            value = f"{host.lower()}:{kept}" if kept else host.lower()
         elif name == "@target-uri":
             value = f"{scheme}://{authority}{path or '/'}" + ("" if query is None else "?" + query)
         elif name == "@path":
@@ -103,10 +102,10 @@ def _component_value(request: SignedRequest, name: str) -> str | None:
         if not value.isascii() or not value.isprintable() or value != value.strip(" "):
             return None
         return value
-    value = request.headers.get(name)
-    if value is None or not value.isascii() or not value.isprintable() or value != value.strip(" \t"):
+    field = request.headers.get(name)
+    if field is None or not field.isascii() or not field.isprintable() or field != field.strip(" \t"):
         return None
-    return value
+    return field
 
 
 def verify(parsed: Parsed, request: SignedRequest, key: Ed25519PublicKey) -> bool:

@@ -144,7 +144,7 @@ ROUTES: dict[tuple[str, int], Route] = {
     ("nodes", 1): Route("admin", 200, _node_roles),
     ("nodes", 2): Route("admin", 200, _node_revoke),
 }
-_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]*$")
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]*")
 
 
 def route_of(method: str, path: str) -> tuple[Route, list[str]]:
@@ -152,7 +152,7 @@ def route_of(method: str, path: str) -> tuple[Route, list[str]]:
     parts = path.strip("/").split("/")
     name, args = parts[0], parts[1:]
     route = ROUTES.get((name, len(args)))
-    if method != "POST" or route is None or not all(_SEGMENT.match(arg) for arg in args):
+    if method != "POST" or route is None or not all(_SEGMENT.fullmatch(arg) for arg in args):
         raise NotFoundError(f"no write endpoint {method} {path}")
     return route, args
 
@@ -198,6 +198,11 @@ def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
 # -- apply --------------------------------------------------------------------
 
 
+def nonce_key(key_id: str, nonce: str) -> bytes:
+    """State key recording that key_id used nonce in an accepted write."""
+    return b"m/nonce/%s\x00%s" % (key_id.encode(), nonce.encode())
+
+
 def authorize(view: Readable, key_id: str, role: str | None) -> dict[str, Any]:
     """The key's membership if it is active and holds role (None: any role). Raises Auth/Forbidden."""
     record = member(view, key_id)
@@ -227,14 +232,14 @@ def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outc
     route, args = route_of(request.method, request.path)
     authorize(txn, entry.key_id, route.role)
     httpsig.check_window(params, entry.time_s, config(txn)["signature_window"])
-    nonce_key = b"m/nonce/%s\x00%s" % (entry.key_id.encode(), params.nonce.encode())
-    if txn.get(nonce_key) is not None:
+    used = nonce_key(entry.key_id, params.nonce)
+    if txn.get(used) is not None:
         raise AuthError(f"nonce {params.nonce!r} was already used by key {entry.key_id!r}")
     leaf = leaf_hash(entry.raw)
     ctx = Context(txn, entry, uplets.Ids(leaf), canonical.parse_body(request.body))
     body = route.handler(ctx, args)
     outcome = Outcome(route.status, body)
-    txn.put(nonce_key, n8(entry.seq))
+    txn.put(used, n8(entry.seq))
     txn.put(b"m/sent/" + params.fingerprint, n8(entry.seq))
     txn.put_json(b"m/result/" + n8(entry.seq), {"status": outcome.status, "body": outcome.body, "leaf": leaf.hex()})
     return txn.writes, outcome

@@ -15,7 +15,7 @@ from ledger.documents import Txn
 from ledger.errors import ConflictError, NotFoundError, ValidationError
 
 ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
-_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def member_key(key_id: str) -> bytes:
@@ -27,7 +27,7 @@ def view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def key_id(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not _KEY_ID.match(value):
+    if not isinstance(value, str) or not _KEY_ID.fullmatch(value):
         raise ValidationError(f"field {name!r} must be 1-64 characters of letters, digits, '.', '_' or '-'")
     return value
 
@@ -54,7 +54,7 @@ def roles(name: str, value: Any) -> list[str]:
 
 
 def _existing(txn: Txn, name: str) -> dict[str, Any]:
-    if not _KEY_ID.match(name):
+    if not _KEY_ID.fullmatch(name):
         raise NotFoundError(f"no node {name!r}")
     record: dict[str, Any] | None = txn.get_json(member_key(name))
     if record is None:

@@ -10,14 +10,14 @@ from typing import Any
 
 from ledger.errors import ValidationError
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 MAX_INT = 2**53  # what every JSON reader can hold exactly
 
 Check = Callable[[str, Any], Any]
 
 
 def is_uuid(value: Any) -> bool:
-    return isinstance(value, str) and _UUID.match(value) is not None
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
 
 def uuid(name: str, value: Any) -> str:
@@ -88,7 +88,10 @@ def perf_map(name: str, value: Any, keys: list[str]) -> dict[str, float | int]:
     if isinstance(value, dict):
         cleaned = {}
         for key, item in value.items():
-            cleaned[uuid(f"{name} key", key)] = finite(f"{name}[{key}]", item)
+            clean_key = uuid(f"{name} key", key)
+            if clean_key in cleaned:
+                raise ValidationError(f"field {name!r} names data {clean_key} twice")
+            cleaned[clean_key] = finite(f"{name}[{key}]", item)
         if sorted(cleaned) != sorted(keys):
             raise ValidationError(f"field {name!r} must map exactly the learnuplet's data uuids {keys}")
         return {key: cleaned[key] for key in keys}

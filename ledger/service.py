@@ -120,9 +120,15 @@ class Ledger:
     def authenticate_read(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
         signer = self.authenticate(request, role)
         params = signer.params
-        if not self.nonces.claim(params.key_id, params.nonce, params.created, int(self.clock())):
+        if self.state.get(machine.nonce_key(params.key_id, params.nonce)) is not None:
             raise AuthError(f"nonce {params.nonce!r} was already used by key {params.key_id!r}")
+        self._claim_nonce(params, resend=False)
         return signer
+
+    def _claim_nonce(self, params: httpsig.SignatureParams, *, resend: bool) -> None:
+        now = int(self.clock())
+        if not self.nonces.claim(params.key_id, params.nonce, params.fingerprint, params.created, now, resend=resend):
+            raise AuthError(f"nonce {params.nonce!r} was already used by key {params.key_id!r}")
 
     # -- writes --------------------------------------------------------------
 
@@ -134,6 +140,7 @@ class Ledger:
             future: Future[Committed] = Future()
             future.set_result(self._original(int.from_bytes(earlier, "big")))
             return future
+        self._claim_nonce(params, resend=True)
         logged = httpsig.loggable(request, signer)
         return self.writer.submit(logged, signer.key_id, params.fingerprint)
 

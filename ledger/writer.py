@@ -9,6 +9,7 @@ Group size follows load: no timer, the group is whatever queued during the
 previous fsync.
 """
 
+import logging
 import threading
 import time
 from collections import deque
@@ -21,10 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import canonical, checkpoint, machine
 from ledger.documents import Overlay, n8
 from ledger.entry import Entry, SignedRequest, encode, leaf_hash
-from ledger.errors import LedgerError, StorageError
+from ledger.errors import InternalError, LedgerError, StorageError
 from ledger.log import Log
 from ledger.state import catch_up, meta_writes
 from ledger.store import Store
+
+log = logging.getLogger("orchestrator.ledger")
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,10 @@ class Writer:
                     item.future.set_exception(e)
             return
         except Exception as e:  # a bug must not kill the writer thread
+            log.exception("commit failed")
             for item in group:
                 if not item.future.done():
-                    item.future.set_exception(StorageError(f"internal error while committing: {e!r}"))
+                    item.future.set_exception(InternalError(f"internal error while committing: {e!r}"))
             return
         for item, result in results:
             if isinstance(result, LedgerError):
@@ -162,6 +166,10 @@ class Writer:
                 writes, outcome = machine.apply(overlay, replace(entry, raw=raw))
             except LedgerError as e:
                 results.append((item, e))
+                continue
+            except Exception as e:  # a bug: reject this transaction alone, keep the group going
+                log.exception("state machine failed on a transaction")
+                results.append((item, InternalError(f"the state machine failed: {e!r}")))
                 continue
             overlay.pending.update(writes)
             digest = machine.write_set_digest(digest, seq, writes)

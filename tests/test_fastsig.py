@@ -47,30 +47,30 @@ MUTATIONS = [
     lambda r, d: SignedRequest(r.method, r.target + "?x=1", r.headers, r.body),
     lambda r, d: SignedRequest(r.method, r.target.replace("/problem", "/problem%2"), r.headers, r.body),
     lambda r, d: SignedRequest(r.method, r.target.replace("http://", "https://"), r.headers, r.body),
-    lambda r, d: _replace_header(r, "date", r.headers["date"] + " "),
-    lambda r, d: _replace_header(r, "date", r.headers["date"].replace("GMT", "UTC")),
+    lambda r, d: _replace_header(r, "date", r.headers.get("date", "") + " "),
+    lambda r, d: _replace_header(r, "date", r.headers.get("date", "").replace("GMT", "UTC")),
     lambda r, d: _replace_header(r, "date", None),
     lambda r, d: _replace_header(r, "date", "Fri,\t27 Nov"),
     lambda r, d: _replace_header(r, "content-digest", None),
-    lambda r, d: _replace_header(r, "content-digest", r.headers["content-digest"].replace("sha-256", "sha-512")),
+    lambda r, d: _replace_header(r, "content-digest", r.headers.get("content-digest", "").replace("sha-256", "sha-512")),
     lambda r, d: _replace_header(r, "content-digest", "sha-256=:" + base64.b64encode(bytes(32)).decode() + ":"),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace("alice", "bob")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace("alice", "carol")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace("ed25519", "rsa")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace(";created", ";created=1;x")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace('" "', '"  "')),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace('"date" ', "")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace(
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace("alice", "bob")),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace("alice", "carol")),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace("ed25519", "rsa")),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace(";created", ";created=1;x")),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace('" "', '"  "')),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace('"date" ', "")),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace(
         '"date"', '"date" "date"')),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace(
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace(
         ' "content-digest"', "")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace("pyhms=", "other=")),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"] + ";tag=\"x\""),
-    lambda r, d: _replace_header(r, "signature-input", r.headers["signature-input"].replace(
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace("pyhms=", "other=")),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "") + ";tag=\"x\""),
+    lambda r, d: _replace_header(r, "signature-input", r.headers.get("signature-input", "").replace(
         ";created=", ";created=0")),
-    lambda r, d: _replace_header(r, "signature", r.headers["signature"].replace("pyhms=:", "pyhms=:A")),
-    lambda r, d: _replace_header(r, "signature", r.headers["signature"][:-5] + "AAAA:"),
-    lambda r, d: _replace_header(r, "signature", r.headers["signature"] + ", x=:AAAA:"),
+    lambda r, d: _replace_header(r, "signature", r.headers.get("signature", "").replace("pyhms=:", "pyhms=:A")),
+    lambda r, d: _replace_header(r, "signature", r.headers.get("signature", "")[:-5] + "AAAA:"),
+    lambda r, d: _replace_header(r, "signature", r.headers.get("signature", "") + ", x=:AAAA:"),
 ]
 
 
