@@ -7,6 +7,7 @@ has the same bytes, in every process.
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
@@ -67,10 +68,14 @@ def parse_body(body: bytes) -> Any:
         raise ValidationError("body JSON is nested too deeply") from e
     except ValueError as e:  # an integer literal longer than Python allows
         raise ValidationError("body is not acceptable JSON: an integer literal is too long") from e
-    where = _lone_surrogate(value, "body")
+    where = _lone_surrogate(value, "body") if _SURROGATE_ESCAPE.search(text) else None
     if where is not None:
         raise ValidationError(f"{where} holds a lone surrogate escape (\\ud800-\\udfff), which is not Unicode text")
     return value
+
+
+# Text decoded from UTF-8 holds no surrogates; only \\uD800-\\uDFFF escapes can make them.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _lone_surrogate(value: Any, path: str) -> str | None:

@@ -12,6 +12,7 @@ reference time (:func:`check_window`), never against a moving clock here.
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import http_sf
@@ -157,8 +158,15 @@ def loggable(request: SignedRequest, signer: Signer) -> SignedRequest:
 def signature_params(request: SignedRequest) -> SignatureParams:
     """Parse keyid, created, nonce and expires from a (verified) request's Signature-Input.
 
-    A pure function of the request bytes; raises AuthError when they are absent.
+    A pure function of the two signature headers (memoized: the request thread and
+    the writer both ask); raises AuthError when they are absent.
     """
+    return _signature_params(request.headers.get("signature-input", ""), request.headers.get("signature", ""))
+
+
+@lru_cache(maxsize=4096)
+def _signature_params(signature_input: str, signature: str) -> SignatureParams:
+    request = SignedRequest("", "", {"signature-input": signature_input, "signature": signature}, b"")
     fast = fastsig.parse(request)
     if fast is not None:
         key_id, created, nonce = fast.params.get("keyid"), fast.params.get("created"), fast.params.get("nonce")
@@ -167,7 +175,7 @@ def signature_params(request: SignedRequest) -> SignatureParams:
         key_id, created, nonce, expires = _general_params(request)
     if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
         raise AuthError("malformed Signature-Input parameters (keyid, created and nonce are required)")
-    fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + request.headers["signature"].encode()).digest()
+    fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + signature.encode()).digest()
     return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)
 
 

@@ -247,10 +247,14 @@ def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outc
 
 def write_set_digest(previous: bytes, seq: int, writes: dict[bytes, bytes | None]) -> bytes:
     """Running state digest: SHA-256(previous || seq || canonical write set)."""
-    h = hashlib.sha256(previous)
-    h.update(n8(seq))
+    parts = [previous, n8(seq)]
     for key in sorted(writes):
         value = writes[key]
-        h.update(len(key).to_bytes(4, "big") + key)
-        h.update(b"\x00" if value is None else b"\x01" + len(value).to_bytes(4, "big") + value)
-    return h.digest()
+        parts.append(len(key).to_bytes(4, "big"))
+        parts.append(key)
+        if value is None:
+            parts.append(b"\x00")
+        else:
+            parts.append(b"\x01" + len(value).to_bytes(4, "big"))
+            parts.append(value)
+    return hashlib.sha256(b"".join(parts)).digest()

@@ -78,7 +78,9 @@ class LevelStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         try:
-            self._db = plyvel.DB(str(path), create_if_missing=create)
+            self._db = plyvel.DB(
+                str(path), create_if_missing=create, bloom_filter_bits=10, lru_cache_size=64 * 1024 * 1024
+            )
         except plyvel.IOError as e:
             if b"lock" in str(e).encode() or "lock" in str(e):
                 raise StorageError(
