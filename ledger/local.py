@@ -12,6 +12,8 @@ from ledger.verify import VerificationError
 
 
 class LocalSource:
+    live = False
+
     def __init__(self, config: LedgerConfig) -> None:
         if not config.log_dir.exists():
             raise StorageError(f"{config.data_dir} holds no ledger (no {config.log_dir})")
@@ -44,6 +46,9 @@ class LocalSource:
 
     def raws(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
         return self.log.raws(start, end)
+
+    def stored_leaf(self, seq: int) -> bytes | None:
+        return self._log_store.get(merkle.node_key(0, seq))
 
     def stored_nodes(self) -> Iterator[tuple[bytes, bytes]]:
         return self._log_store.scan(b"t")

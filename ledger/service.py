@@ -18,7 +18,7 @@ from ledger.entry import SignedRequest
 from ledger.errors import AuthError, StorageError
 from ledger.log import Log
 from ledger.nonces import NonceCache
-from ledger.state import catch_up
+from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
 from ledger.writer import Committed, Notary, Receipt, Writer
 
@@ -53,6 +53,8 @@ class Ledger:
         self._ensure_checkpoint()
         self.window = int(settings["signature_window"])
         self.nonces = NonceCache(self.window)
+        #: Why the last log write failed, until one succeeds (readiness reads it).
+        self.write_error: str | None = None
 
     @classmethod
     def open(cls, config: LedgerConfig, **kwargs: object) -> "Ledger":
@@ -142,7 +144,16 @@ class Ledger:
             return future
         self._claim_nonce(params, resend=True)
         logged = httpsig.loggable(request, signer)
-        return self.writer.submit(logged, signer.key_id, params.fingerprint)
+        future = self.writer.submit(logged, signer.key_id, params.fingerprint)
+        future.add_done_callback(self._record_write)
+        return future
+
+    def _record_write(self, future: "Future[Committed]") -> None:
+        error = future.exception()
+        if error is None:
+            self.write_error = None
+        elif isinstance(error, StorageError):
+            self.write_error = error.message
 
     def _original(self, seq: int) -> Committed:
         recorded = canonical.loads(self.state.get(b"m/result/" + n8(seq)) or b"null")
@@ -159,3 +170,7 @@ class Ledger:
     def head(self) -> tuple[int, bytes]:
         """Log size and the state digest after it, as one consistent pair."""
         return self.writer.head()
+
+    def state_lag(self) -> int:
+        """Log entries the state store has not applied yet (0 when caught up)."""
+        return self.writer.head()[0] - read_meta(self.state).applied

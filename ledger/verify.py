@@ -20,7 +20,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger import checkpoint, httpsig, keys, machine, merkle
-from ledger.entry import decode
+from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError
 from ledger.state import APPLIED_KEY, DIGEST_KEY, EMPTY_DIGEST, GENESIS_KEY
 from ledger.store import Store
@@ -35,12 +35,20 @@ class VerificationError(IntegrityError):
 
     def __init__(self, where: int | str, reason: str) -> None:
         self.where = where
+        self.reason = reason
         label = f"entry {where}" if isinstance(where, int) else where
         super().__init__(f"{label}: {reason}")
 
 
 class Source(Protocol):
+    #: A running node may grow while it is read; a stopped one must end at its checkpoint.
+    live: bool
+
     def checkpoint(self) -> str: ...
+
+    def stored_leaf(self, seq: int) -> bytes | None:
+        """The stored Merkle leaf hash of an entry, or None when the source cannot say."""
+        ...
 
     def raws(self, start: int, end: int) -> Iterator[tuple[int, bytes]]: ...
 
@@ -109,6 +117,10 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
         raise VerificationError("checkpoint", e.message) from e
     size = claimed.size
     log_size = source.size()
+    if log_size > size and not source.live:
+        raise VerificationError(
+            "checkpoint", f"covers {size} entries but the log holds {log_size}: entries beyond the last checkpoint"
+        )
     if log_size < size:
         raise VerificationError(
             log_size, f"log is truncated: the checkpoint covers {size} entries, the log holds {log_size}"
@@ -120,38 +132,32 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
     signers: set[str] = set()
     last_time = 0
     origin, node_public = "", None
+    mismatch: int | None = None  # first entry whose bytes differ from its stored leaf hash
     for seq, raw in _guarded(source.raws(0, size)):
+        leaf = merkle.leaf_hash(raw)
+        stored_leaf = source.stored_leaf(seq)
+        if mismatch is None and stored_leaf is not None and stored_leaf != leaf:
+            mismatch = seq
         try:
             entry = decode(raw)
         except IntegrityError as e:
             raise VerificationError(seq, e.message) from e
-        if entry.seq != seq:
-            raise VerificationError(seq, f"carries sequence number {entry.seq}")
-        if entry.time_ms < last_time:
-            raise VerificationError(seq, "time goes backwards")
-        last_time = entry.time_ms
-        if seq == 0:
-            if entry.genesis is None:
-                raise VerificationError(0, "entry 0 is not a genesis entry")
-            origin = entry.genesis["origin"]
-            node_public = keys.public_from_b64(entry.genesis["node_key"])
-        elif entry.request is None:
-            raise VerificationError(seq, "only entry 0 may be a genesis entry")
-        else:
-            try:
-                signer = httpsig.verify_request(entry.request, resolve)
-            except LedgerError as e:
-                raise VerificationError(seq, f"signature: {e.message}") from e
-            if signer.key_id != entry.key_id:
-                raise VerificationError(seq, "signed by a different key than the entry names")
-            signers.add(entry.key_id)
         try:
+            last_time = _check_entry(entry, seq, last_time, resolve, signers)
             writes, _ = machine.apply(view, entry)
         except LedgerError as e:
+            if mismatch is not None and mismatch < seq:
+                raise _altered(mismatch) from e  # the earlier change is the cause
+            if isinstance(e, VerificationError):
+                raise
             raise VerificationError(seq, f"rejected by the state machine: {e.message}") from e
+        if seq == 0:
+            assert entry.genesis is not None
+            origin = entry.genesis["origin"]
+            node_public = keys.public_from_b64(entry.genesis["node_key"])
         view.data.update(writes)
         digest = machine.write_set_digest(digest, seq, writes)
-        leaves.append(merkle.leaf_hash(raw))
+        leaves.append(leaf)
         if progress is not None and (seq % 1000 == 0 or seq == size - 1):
             progress(seq + 1, size)
     if len(leaves) != size:
@@ -160,10 +166,12 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
     nodes = merkle.integrate(0, leaves, lambda key: None)
     tree = merkle.Tree(nodes.get)
     root = tree.root(size)
-    _check_checkpoint(note, origin, node_public, root, digest, size)
+    if mismatch is not None and _signed_root(note, origin, node_public) != root:
+        raise _altered(mismatch)  # else the entries are as signed and the stored tree node is wrong
     stored = source.stored_nodes()
     if stored is not None:
         _check_nodes(stored, nodes, log_size)
+    _check_checkpoint(note, origin, node_public, root, digest, size)
     if trusted is not None:
         _check_trusted(source, trusted, origin, node_public, tree, size, root)
     state_note = ""
@@ -171,6 +179,43 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
     if state is not None:
         state_note = _check_state(state, view, digest, size, leaves[0])
     return Report(size, len(signers), size, root, digest, time.monotonic() - started, note, state_note)
+
+
+def _check_entry(
+    entry: Entry, seq: int, last_time: int, resolve: Callable[[str], Ed25519PublicKey | None], signers: set[str]
+) -> int:
+    """Sequence, time, kind and signature of one entry; returns its time."""
+    if entry.seq != seq:
+        raise VerificationError(seq, f"carries sequence number {entry.seq}")
+    if entry.time_ms < last_time:
+        raise VerificationError(seq, "time goes backwards")
+    if seq == 0:
+        if entry.genesis is None:
+            raise VerificationError(0, "entry 0 is not a genesis entry")
+    elif entry.request is None:
+        raise VerificationError(seq, "only entry 0 may be a genesis entry")
+    else:
+        try:
+            signer = httpsig.verify_request(entry.request, resolve)
+        except LedgerError as e:
+            raise VerificationError(seq, f"signature: {e.message}") from e
+        if signer.key_id != entry.key_id:
+            raise VerificationError(seq, "signed by a different key than the entry names")
+        signers.add(entry.key_id)
+    return entry.time_ms
+
+
+def _altered(seq: int) -> VerificationError:
+    return VerificationError(seq, "entry bytes differ from those appended (stored leaf hash and checkpoint disagree)")
+
+
+def _signed_root(note: str, origin: str, public: Ed25519PublicKey | None) -> bytes | None:
+    if public is None:
+        return None
+    try:
+        return checkpoint.open_note(note, origin, public).root
+    except IntegrityError:
+        return None
 
 
 def _guarded(raws: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:

@@ -1,0 +1,75 @@
+"""Signed requests for in-process engine tests.
+
+A stock client (``requests`` + ``requests-http-signature``, the same settings as
+``orchestrator.client.Client``) signs a prepared request; :func:`sign` turns it
+into the :class:`ledger.entry.SignedRequest` the ledger authenticates, exactly as
+``api.signed.signed_request`` does for a request that came over HTTP.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests_http_signature import HTTPSignatureAuth, algorithms
+
+from ledger.entry import SignedRequest
+
+BASE_URL = "http://ledger.test"
+
+
+class _FixedNonceAuth(HTTPSignatureAuth):
+    """A stock signer whose nonce is chosen by the test (to reuse one on purpose)."""
+
+    def __init__(self, *args: Any, nonce: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._nonce = nonce
+
+    def get_nonce(self, request: requests.PreparedRequest) -> str | None:
+        return self._nonce
+
+
+class Signer:
+    """Signs requests with one key file (key id = the file's stem unless given)."""
+
+    def __init__(self, key_pem: bytes, key_id: str) -> None:
+        self.key_pem = key_pem
+        self.key_id = key_id
+
+    @classmethod
+    def from_file(cls, path: Path, key_id: str | None = None) -> "Signer":
+        return cls(path.read_bytes(), key_id or path.stem)
+
+    def sign(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        nonce: str | None = None,
+    ) -> SignedRequest:
+        """A signed request for BASE_URL + path; `data` sends raw body bytes instead of `json`."""
+        if nonce is None:
+            auth: HTTPSignatureAuth = HTTPSignatureAuth(
+                signature_algorithm=algorithms.ED25519, key=self.key_pem, key_id=self.key_id, use_nonce=True
+            )
+        else:
+            auth = _FixedNonceAuth(
+                signature_algorithm=algorithms.ED25519, key=self.key_pem, key_id=self.key_id, nonce=nonce
+            )
+        prepared = requests.Request(method, BASE_URL + path, json=json, data=data, headers=headers).prepare()
+        prepared = auth(prepared)
+        return to_signed_request(prepared)
+
+
+def to_signed_request(prepared: requests.PreparedRequest) -> SignedRequest:
+    body = prepared.body or b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    assert prepared.method is not None and prepared.url is not None
+    assert isinstance(body, bytes), "streamed bodies are not supported"
+    headers = {
+        name.lower(): value if isinstance(value, str) else value.decode() for name, value in prepared.headers.items()
+    }
+    return SignedRequest(method=prepared.method, target=prepared.url, headers=headers, body=body)

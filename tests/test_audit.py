@@ -1,0 +1,146 @@
+"""`orchestrator audit`: verifying a running node over HTTP with an auditor key."""
+
+import base64
+import re
+from pathlib import Path
+
+import plyvel  # type: ignore[import-untyped]
+from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
+
+from ledger import checkpoint, keys
+
+SUMMARY = re.compile(r"^ok: (\d+) entries, \d+ signers, tree size (\d+), root (\S+), state digest ([0-9a-f]{64}), ")
+
+
+def audit(server_url: str, key_file: Path, key_id: str, *extra: str):
+    return orchestrator(
+        "audit", "--url", server_url, "--key-file", str(key_file), "--key-id", key_id, *extra, check=False, timeout=60
+    )
+
+
+def _ok(result) -> re.Match:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stdout.splitlines()
+    match = SUMMARY.match(line)
+    assert match, line
+    return match
+
+
+def _failed(result, pattern: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert re.search(pattern, result.stderr), result.stderr
+    assert not result.stdout.startswith("ok"), result.stdout
+
+
+def _write(server: Server, count: int) -> None:
+    admin = server.client("admin")
+    for _ in range(count):
+        response = admin.post(
+            "/problem", {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+        )
+        assert response.status_code == 201, response.text
+
+
+def _edit_line(note: str, index: int, edit) -> str:
+    lines = note.split("\n")
+    lines[index] = edit(lines[index])
+    return "\n".join(lines)
+
+
+def _flip_root(text: str) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[3] ^= 0x20
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def test_audit_saves_and_then_trusts_a_checkpoint(fresh_server: Server, tmp_path: Path) -> None:
+    server = fresh_server
+    key = server.data_dir / "keys" / "auditor.pem"
+    _write(server, 4)
+    saved = tmp_path / "trusted.txt"
+    first = _ok(audit(server.url, key, "auditor", "--save-checkpoint", str(saved)))
+    head = server.head()
+    assert int(first[1]) == int(first[2]) == head["size"] == 5
+    assert first[4] == head["state_digest"]
+    served = server.client("auditor").get("/ledger/checkpoint")
+    assert served.status_code == 200 and saved.read_text() == served.text
+    assert saved.read_text().split("\n")[1:3] == ["5", first[3]]
+
+    _write(server, 3)
+    latest = tmp_path / "latest.txt"
+    second = _ok(
+        audit(server.url, key, "auditor", "--trusted-checkpoint", str(saved), "--save-checkpoint", str(latest))
+    )
+    assert int(second[2]) == 8 > int(first[2])
+    assert second[4] == server.head()["state_digest"]
+    assert latest.read_text().split("\n")[1] == "8"
+    # The later checkpoint is also trusted (equal sizes), and the earlier one still is.
+    _ok(audit(server.url, key, "auditor", "--trusted-checkpoint", str(latest)))
+    # The everything key holds the auditor role too.
+    _ok(
+        audit(server.url, server.data_dir / "keys" / "everything.pem", "everything", "--trusted-checkpoint", str(saved))
+    )
+
+    def forged(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    note = saved.read_text()
+    node = keys.load_private_key(server.data_dir / "node.pem")
+    body = checkpoint.parse_body(note.partition("\n\n")[0] + "\n")
+    cases = {
+        # Edited after saving: the node's signature no longer holds.
+        "root_edited": _edit_line(note, 2, _flip_root),
+        "size_edited": _edit_line(note, 1, lambda s: "4"),
+        "state_edited": _edit_line(note, 3, lambda s: s[:-1] + ("0" if s[-1] != "0" else "1")),
+        "signature_dropped": note.partition("\n\n")[0] + "\n",
+        # Signed with the node's own key, but not a prefix of this ledger's history.
+        "signed_wrong_root": checkpoint.sign(
+            checkpoint.Checkpoint(body.origin, body.size, bytes(32), body.state_digest), node
+        ),
+        "signed_beyond_ledger": checkpoint.sign(
+            checkpoint.Checkpoint(body.origin, 100, body.root, body.state_digest), node
+        ),
+    }
+    other = tmp_path / "other"
+    init_ledger(other, {"auditor": "auditor"})
+    db = plyvel.DB(str(other / "log"))
+    try:
+        cases["other_ledger"] = db.get(b"checkpoint").decode()
+    finally:
+        db.close()
+    for name, text in cases.items():
+        assert text != note, name
+        result = audit(server.url, key, "auditor", "--trusted-checkpoint", str(forged(name, text)))
+        _failed(result, r"^FAILED at trusted checkpoint: ")
+
+    missing = audit(server.url, key, "auditor", "--trusted-checkpoint", str(tmp_path / "absent.txt"))
+    _failed(missing, r"absent\.txt")
+
+
+def test_audit_with_a_key_lacking_the_auditor_role_is_refused_clearly(server: Server) -> None:
+    result = audit(server.url, server.data_dir / "keys" / "viewer.pem", "viewer")
+    _failed(result, r"\b403\b.*auditor")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_audit_with_a_key_the_node_does_not_know_is_refused_clearly(server: Server, tmp_path: Path) -> None:
+    # The auditor's key file presented under another key id: the signature does not verify.
+    result = audit(server.url, server.data_dir / "keys" / "auditor.pem", "admin")
+    _failed(result, r"\b401\b")
+    stranger = tmp_path / "stranger.pem"
+    keys.write_private_key(stranger, keys.new_private_key())
+    result = audit(server.url, stranger, "stranger")
+    _failed(result, r"\b401\b")
+
+
+def test_audit_of_nothing_listening_is_a_clear_error(server: Server, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = audit(url, server.data_dir / "keys" / "auditor.pem", "auditor")
+    _failed(result, re.escape(url))
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    missing_key = audit(server.url, tmp_path / "nope.pem", "auditor")
+    _failed(missing_key, r"nope\.pem")

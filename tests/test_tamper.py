@@ -1,0 +1,395 @@
+"""`orchestrator verify` on tampered copies of a stopped node's data dir.
+
+One ledger is built over HTTP against a real server, then stopped. Each case copies its data
+dir, tampers with the copy's LevelDBs directly (plyvel) and expects `verify` to exit non-zero
+with `FAILED at <where>: ...` naming the tampered entry or part.
+
+The ledger (sequence numbers are checked when it is built):
+
+    0 genesis            5 algo (analytics)           10 data (viewer)
+    1 problem (admin)    6 worker/learnuplet          11 prediction (viewer)
+    2 data (viewer)      7 learndone (compute)        12 problem (admin)
+    3 data (viewer)      8 problem (admin)
+    4 data (viewer)      9 problem (admin)
+
+`old_checkpoint` is the genuine signed checkpoint the node served at size 8.
+"""
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plyvel  # type: ignore[import-untyped]
+import pytest
+from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
+
+SIZE = 13
+OLD_SIZE = 8
+
+
+@dataclass
+class Built:
+    data_dir: Path
+    other_dir: Path  # a second, unrelated ledger (never served)
+    problem: str  # uuid of the problem of entry 1
+    old_checkpoint: bytes
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("tamper")
+    data_dir = root / "data"
+    init_ledger(data_dir)
+    server = Server(data_dir, free_port()).start()
+    try:
+        admin, analytics, viewer, compute = (server.client(n) for n in ("admin", "analytics", "viewer", "compute"))
+        seqs: list[int] = []
+
+        def ok(response) -> dict:
+            assert response.status_code in (200, 201), response.text
+            body = response.json()
+            seqs.append(body["receipt"]["seq"])
+            return body
+
+        def problem() -> str:
+            uuid = new_uuid()
+            ok(
+                admin.post(
+                    "/problem",
+                    {"uuid": uuid, "workflow": new_uuid(), "test_dataset": [new_uuid()], "size_train_dataset": 2},
+                )
+            )
+            return uuid
+
+        first = problem()
+        for _ in range(3):
+            ok(viewer.post("/data", {"uuid": [new_uuid(), new_uuid()], "problems": first}))
+        algo = new_uuid()
+        ok(analytics.post("/algo", {"uuid": algo, "name": "logreg", "problem": first}))
+        chain = analytics.get("/learnuplet", algo=algo).json()["learnuplets"]
+        rank0 = next(u["uuid"] for u in chain if u["rank"] == 0)
+        ok(compute.post(f"/worker/learnuplet/{rank0}", {"worker": new_uuid()}))
+        ok(
+            compute.post(
+                f"/learndone/{rank0}", {"status": "done", "perf": 0.7, "train_perf": [0.8, 0.9], "test_perf": [0.7]}
+            )
+        )
+        response = server.client("everything").get("/ledger/checkpoint")
+        assert response.status_code == 200, response.text
+        old_checkpoint = response.content
+        problem()
+        problem()
+        ok(viewer.post("/data", {"uuid": [new_uuid()], "problems": [first]}))
+        ok(viewer.post("/prediction", {"data": [new_uuid()], "problem": first}))
+        problem()
+        assert seqs == list(range(1, SIZE))
+        assert server.head()["size"] == SIZE
+    finally:
+        server.stop()
+    assert old_checkpoint.split(b"\n")[1] == str(OLD_SIZE).encode()
+    other_dir = root / "other"
+    init_ledger(other_dir)
+    return Built(data_dir, other_dir, first, old_checkpoint)
+
+
+# --- tampering helpers -------------------------------------------------------------------------
+
+DB = Any  # a plyvel.DB
+Tamper = Callable[[DB, DB, Path, Built], None]  # (log db, state db, copy dir, built)
+
+
+def ekey(seq: int) -> bytes:
+    return b"e" + seq.to_bytes(8, "big")
+
+
+def tkey(level: int, index: int) -> bytes:
+    return b"t" + bytes([level]) + index.to_bytes(8, "big")
+
+
+def _replace_in_entry(seq: int, old: bytes, new: bytes) -> Tamper:
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        raw = log.get(ekey(seq))
+        assert raw.count(old) == 1, (old, raw)
+        changed = raw.replace(old, new)
+        assert len(changed) == len(raw) and changed != raw
+        log.put(ekey(seq), changed)
+
+    return tamper
+
+
+def _flip_in_string_field(seq: int, field: bytes, offset: int) -> Tamper:
+    """Change one character inside the JSON string value of `field` (same length, still valid JSON)."""
+
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        raw = bytearray(log.get(ekey(seq)))
+        at = raw.index(b'"' + field + b'":"') + len(field) + 4 + offset
+        assert raw[at] not in b'"\\'
+        raw[at] = ord("A") if raw[at] != ord("A") else ord("B")
+        log.put(ekey(seq), bytes(raw))
+
+    return tamper
+
+
+def _shift_time(seq: int, delta_ms: int | None = None) -> Tamper:
+    """Move entry seq's ledger time (not covered by the client's signature).
+
+    With delta_ms None: by 1 ms, staying between its neighbours' times, so only the
+    bytes (hence the leaf hash) change, not the ordering.
+    """
+
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        times = [json.loads(log.get(ekey(s)))["time"] for s in (seq - 1, seq, seq + 1)]
+        if delta_ms is None:
+            new = times[1] + 1 if times[1] + 1 <= times[2] else times[1] - 1
+            assert times[0] <= new <= times[2] and new != times[1]
+        else:
+            new = times[1] + delta_ms
+        _replace_in_entry(seq, f'"time":{times[1]},'.encode(), f'"time":{new},'.encode())(log, state, copy, built)
+
+    return tamper
+
+
+def _time_before_previous(seq: int) -> Tamper:
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        previous = json.loads(log.get(ekey(seq - 1)))["time"]
+        current = json.loads(log.get(ekey(seq)))["time"]
+        _shift_time(seq, previous - 1000 - current)(log, state, copy, built)
+
+    return tamper
+
+
+def truncate(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.delete(ekey(12))
+    log.delete(ekey(11))
+    log.put(b"size", (11).to_bytes(8, "big"))
+
+
+def truncate_keep_size(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.delete(ekey(12))
+    log.delete(ekey(11))
+
+
+def delete_middle(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.delete(ekey(6))
+
+
+def swap(log: DB, state: DB, copy: Path, built: Built) -> None:
+    five, six = log.get(ekey(5)), log.get(ekey(6))
+    log.put(ekey(5), six)
+    log.put(ekey(6), five)
+
+
+def duplicate(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.put(ekey(6), log.get(ekey(5)))
+
+
+def _flip_node(level: int, index: int) -> Tamper:
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        value = bytearray(log.get(tkey(level, index)))
+        assert len(value) == 32
+        value[7] ^= 0x01
+        log.put(tkey(level, index), bytes(value))
+
+    return tamper
+
+
+def delete_node(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.delete(tkey(1, 2))
+
+
+def extra_node(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.put(tkey(0, SIZE), bytes(32))
+
+
+def delete_checkpoint(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.delete(b"checkpoint")
+
+
+def checkpoint_state_line(log: DB, state: DB, copy: Path, built: Built) -> None:
+    note = log.get(b"checkpoint")
+    body, _, signatures = note.partition(b"\n\n")
+    lines = body.split(b"\n")
+    assert lines[3].startswith(b"state ")
+    digest = bytes.fromhex(lines[3][6:].decode())
+    lines[3] = b"state " + bytes([digest[0] ^ 1]).hex().encode() + digest[1:].hex().encode()
+    log.put(b"checkpoint", b"\n".join(lines) + b"\n\n" + signatures)
+
+
+def checkpoint_root(log: DB, state: DB, copy: Path, built: Built) -> None:
+    note = log.get(b"checkpoint")
+    lines = note.split(b"\n")
+    lines[2] = lines[2][:5] + (b"A" if lines[2][5:6] != b"A" else b"B") + lines[2][6:]
+    log.put(b"checkpoint", b"\n".join(lines))
+
+
+def checkpoint_of_other_ledger(log: DB, state: DB, copy: Path, built: Built) -> None:
+    other = plyvel.DB(str(built.other_dir / "log"))
+    try:
+        log.put(b"checkpoint", other.get(b"checkpoint"))
+    finally:
+        other.close()
+
+
+def old_checkpoint(log: DB, state: DB, copy: Path, built: Built) -> None:
+    """A genuine but older checkpoint: the log holds entries it does not cover."""
+    log.put(b"checkpoint", built.old_checkpoint)
+
+
+def hidden_tail(log: DB, state: DB, copy: Path, built: Built) -> None:
+    """Roll the checkpoint back to size 8, drop the tree nodes and the state past it, and
+    forge entry 10's body: the log holds 13 entries, one of them with a broken signature."""
+    log.put(b"checkpoint", built.old_checkpoint)
+    for key, _ in list(log.iterator(prefix=b"t")):
+        level, index = key[1], int.from_bytes(key[2:], "big")
+        if (index + 1) << level > OLD_SIZE:
+            log.delete(key)
+    _flip_in_string_field(10, b"body", 12)(log, state, copy, built)
+    for key, _ in list(state.iterator()):
+        state.delete(key)
+
+
+def state_of_other_ledger(log: DB, state: DB, copy: Path, built: Built) -> None:
+    pass  # done on the directory, see SWAP_STATE
+
+
+def state_document(log: DB, state: DB, copy: Path, built: Built) -> None:
+    key = f"d/problem/{built.problem}".encode()
+    doc = state.get(key)
+    assert doc is not None and b'"size_train_dataset":2' in doc
+    state.put(key, doc.replace(b'"size_train_dataset":2', b'"size_train_dataset":3'))
+
+
+def state_key_deleted(log: DB, state: DB, copy: Path, built: Built) -> None:
+    key = f"d/problem/{built.problem}".encode()
+    assert state.get(key) is not None
+    state.delete(key)
+
+
+def state_key_added(log: DB, state: DB, copy: Path, built: Built) -> None:
+    state.put(f"d/problem/{new_uuid()}".encode(), b'{"size_train_dataset":1}')
+
+
+SWAP_STATE = {"state_of_other_ledger"}
+
+ENTRY = r"FAILED at {}: "
+
+
+def tree(level: int, index: int) -> str:
+    return rf"FAILED at tree: .*stored node {level}/{index}\b"
+
+
+def entry_or_its_leaf(seq: int) -> str:
+    """The entry itself, or its stored leaf node (level 0, index seq) that no longer matches it."""
+    return rf"FAILED at ({seq}: |tree: .*stored node 0/{seq}\b)"
+
+
+CASES: list[tuple[str, Tamper, str]] = [
+    # Entry bytes.
+    ("body_byte_of_entry_5", _flip_in_string_field(5, b"body", 30), ENTRY.format(5)),
+    ("signature_byte_of_entry_5", _flip_in_string_field(5, b"signature", 20), ENTRY.format(5)),
+    ("non_canonical_entry_5", _replace_in_entry(5, b'"date":', b'"zate":'), ENTRY.format(5) + ".*canonical"),
+    ("entry_5_not_json", _replace_in_entry(5, b'{"body":', b'["body":'), ENTRY.format(5)),
+    ("key_field_of_entry_5", _replace_in_entry(5, b'"key":"analytics"', b'"key":"analytica"'), ENTRY.format(5)),
+    ("seq_field_of_entry_5", _replace_in_entry(5, b'"seq":5,', b'"seq":4,'), ENTRY.format(5)),
+    ("time_of_entry_9_before_entry_8", _time_before_previous(9), ENTRY.format(9)),
+    # The ledger time is not covered by the client's signature: only the leaf hash changes.
+    ("time_ms_of_entry_9", _shift_time(9), entry_or_its_leaf(9)),
+    ("time_ms_of_entry_5", _shift_time(5), entry_or_its_leaf(5)),
+    # Entries removed, moved, repeated.
+    ("truncated_with_size_rewritten", truncate, ENTRY.format(11)),
+    ("truncated_keeping_size", truncate_keep_size, ENTRY.format(11)),
+    ("entry_6_deleted", delete_middle, ENTRY.format(6)),
+    ("entries_5_and_6_swapped", swap, ENTRY.format(5)),
+    ("entry_5_copied_over_6", duplicate, ENTRY.format(6)),
+    # Stored Merkle tree nodes.
+    ("tree_leaf_0_3", _flip_node(0, 3), tree(0, 3)),
+    ("tree_node_1_4", _flip_node(1, 4), tree(1, 4)),
+    ("tree_node_2_1", _flip_node(2, 1), tree(2, 1)),
+    ("tree_node_3_0", _flip_node(3, 0), tree(3, 0)),
+    ("tree_node_deleted", delete_node, r"FAILED at tree: "),
+    ("tree_node_beyond_log", extra_node, tree(0, SIZE)),
+    # Checkpoint.
+    ("checkpoint_deleted", delete_checkpoint, r"FAILED at checkpoint: "),
+    ("checkpoint_state_line", checkpoint_state_line, r"FAILED at checkpoint: "),
+    ("checkpoint_root", checkpoint_root, r"FAILED at checkpoint: "),
+    ("checkpoint_of_other_ledger", checkpoint_of_other_ledger, r"FAILED at checkpoint: "),
+    # A genuine older checkpoint over a longer log: the log holds entries no checkpoint covers.
+    # The tree nodes past size 8 give it away (reported at the tree, the checkpoint, or entry 8).
+    ("old_checkpoint", old_checkpoint, r"FAILED at (checkpoint|tree|8): "),
+    # Same, with the other evidence past size 8 (tree nodes, state) removed and entry 10 forged:
+    # entries 8..12 are still in the log, unchecked, so verify must not report the ledger ok.
+    ("old_checkpoint_hiding_forged_tail", hidden_tail, r"FAILED at (checkpoint|8|10): "),
+    # State directory.
+    ("state_of_other_ledger", state_of_other_ledger, r"FAILED at state: "),
+    ("state_document_changed", state_document, r"FAILED at state: "),
+    ("state_key_deleted", state_key_deleted, r"FAILED at state: "),
+    ("state_key_added", state_key_added, r"FAILED at state: "),
+]
+
+
+def _copy(built: Built, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(built.data_dir, copy)
+    return copy
+
+
+def _verify(copy: Path):
+    return orchestrator("verify", "--data-dir", str(copy), check=False, timeout=60)
+
+
+def test_untampered_copy_verifies(built: Built, tmp_path: Path) -> None:
+    result = _verify(_copy(built, tmp_path))
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"ok: {SIZE} entries, "), line
+    assert f"tree size {SIZE}," in line
+    assert "Traceback" not in result.stderr
+
+
+def test_untampered_copy_is_consistent_with_the_older_checkpoint(built: Built, tmp_path: Path) -> None:
+    copy = _copy(built, tmp_path)
+    trusted, saved = tmp_path / "old.txt", tmp_path / "saved.txt"
+    trusted.write_bytes(built.old_checkpoint)
+    result = orchestrator(
+        "verify",
+        "--data-dir",
+        str(copy),
+        "--trusted-checkpoint",
+        str(trusted),
+        "--save-checkpoint",
+        str(saved),
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"ok: {SIZE} entries, ")
+    log = plyvel.DB(str(copy / "log"))
+    try:
+        assert saved.read_bytes() == log.get(b"checkpoint")
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("name, tamper, expected", CASES, ids=[c[0] for c in CASES])
+def test_tampered_copy_fails_at_the_right_place(
+    built: Built, tmp_path: Path, name: str, tamper: Tamper, expected: str
+) -> None:
+    copy = _copy(built, tmp_path)
+    if name in SWAP_STATE:
+        shutil.rmtree(copy / "state")
+        shutil.copytree(built.other_dir / "state", copy / "state")
+    log, state = plyvel.DB(str(copy / "log")), plyvel.DB(str(copy / "state"))
+    try:
+        tamper(log, state, copy, built)
+    finally:
+        log.close()
+        state.close()
+    result = _verify(copy)
+    assert result.returncode != 0, f"verify passed a tampered ledger ({name}): {result.stdout}"
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.match(expected, lines[0]), f"expected {expected!r}, got {result.stderr!r}"
