@@ -29,8 +29,9 @@ def _ledger(signer: Signer, clock=time.time) -> Ledger:
 
     public = keys.public_b64(load_pem_private_key(signer.key_pem, None))  # type: ignore[arg-type]
     members = [{"key_id": "alice", "public_key": public, "roles": ROLES}]
-    genesis = genesis_entry("test/ledger", public, members, 300, int(clock() * 1000))
-    return Ledger.in_memory(LedgerConfig(), encode(genesis), clock=clock)
+    node = keys.new_private_key()
+    genesis = genesis_entry("test/ledger", keys.public_b64(node), members, 300, int(clock() * 1000))
+    return Ledger.in_memory(LedgerConfig(), encode(genesis), node, clock=clock)
 
 
 def _problem_request(signer: Signer, problem: str | None = None):
@@ -81,7 +82,7 @@ def test_restart_after_crash_between_log_and_state_loses_nothing(signer: Signer)
     committed = _write(ledger, _problem_request(signer))
     ledger.writer.stop()
     state.fail_writes = None
-    reopened = Ledger(LedgerConfig(), ledger.log.store, state, clock=time.time)
+    reopened = Ledger(LedgerConfig(), ledger.log.store, state, node_key=ledger.node_key, clock=time.time)
     assert reopened.head() == ledger.head()
     assert reopened.document("problem", committed.body["new_problem"]["uuid"])
 
