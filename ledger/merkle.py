@@ -132,6 +132,8 @@ def _equal(a: bytes, b: bytes) -> bool:
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes:
     if not 0 <= index < size:
         raise ProofError(f"index {index} is beyond tree size {size}")
+    if len(leaf) != 32:
+        raise ProofError("a leaf hash is 32 bytes")
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
@@ -158,15 +160,13 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     """Raise ProofError unless proof shows the tree of size1 is a prefix of the tree of size2."""
     if size1 > size2 or size1 < 0:
         raise ProofError(f"size {size1} is beyond size {size2}")
+    if size1 == 0:
+        raise ProofError("no consistency proof starts from the empty tree (RFC 9162 needs 0 < first size)")
     if size1 == size2:
         if proof:
             raise ProofError("consistency proof between equal sizes must be empty")
         if not _equal(root1, root2):
             raise ProofError("roots differ for equal sizes")
-        return
-    if size1 == 0:
-        if proof:
-            raise ProofError("consistency proof from the empty tree must be empty")
         return
     if not proof:
         raise ProofError("consistency proof is empty")
