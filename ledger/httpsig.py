@@ -16,11 +16,10 @@ from functools import lru_cache
 from typing import Any
 
 import http_sf
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, algorithms
+from http_message_signatures import HTTPMessageVerifier, HTTPSignatureAlgorithm, HTTPSignatureKeyResolver
 from http_message_signatures.exceptions import HTTPMessageSignaturesException, InvalidSignature
 
-from ledger import fastsig
+from ledger import ed25519, fastsig
 from ledger.entry import SignedRequest
 from ledger.errors import AuthError
 
@@ -59,6 +58,22 @@ class _Message:
         self.headers = request.headers
 
 
+class _SodiumEd25519(HTTPSignatureAlgorithm):
+    """The library's ed25519 algorithm, checked with libsodium like the fast path."""
+
+    algorithm_id = "ed25519"
+
+    def __init__(self, public_key: ed25519.VerifyKey | None = None, private_key: Any = None) -> None:
+        self.public_key = public_key
+
+    def sign(self, message: bytes) -> bytes:
+        raise NotImplementedError("the ledger only verifies")
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        if self.public_key is None or not ed25519.valid(self.public_key, signature, message):
+            raise InvalidSignature("Signature verification failed")
+
+
 class _Verifier(HTTPMessageVerifier):
     def validate_created_and_expires(self, sig_input: Any, max_age: Any = None) -> None:
         """Presence only; the window is checked by check_window with a fixed reference time."""
@@ -67,11 +82,11 @@ class _Verifier(HTTPMessageVerifier):
 
 
 class _Resolver(HTTPSignatureKeyResolver):
-    def __init__(self, resolve: Callable[[str], Ed25519PublicKey | None]) -> None:
+    def __init__(self, resolve: Callable[[str], ed25519.VerifyKey | None]) -> None:
         self._resolve = resolve
         self.unknown: str | None = None
 
-    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey | None:
+    def resolve_public_key(self, key_id: str) -> ed25519.VerifyKey | None:
         key = self._resolve(key_id)
         if key is None:
             self.unknown = key_id
@@ -85,7 +100,7 @@ def _field_name(component_id: str) -> str:
     return component_id.split('"')[1]
 
 
-def verify_request(request: SignedRequest, resolve_key: Callable[[str], Ed25519PublicKey | None]) -> Signer:
+def verify_request(request: SignedRequest, resolve_key: Callable[[str], ed25519.VerifyKey | None]) -> Signer:
     """Verify the request's signature and body digest.
 
     Raises AuthError naming what is wrong; returns the signer's parameters.
@@ -103,13 +118,13 @@ def verify_request(request: SignedRequest, resolve_key: Callable[[str], Ed25519P
     return verify_general(request, resolve_key)
 
 
-def verify_general(request: SignedRequest, resolve_key: Callable[[str], Ed25519PublicKey | None]) -> Signer:
+def verify_general(request: SignedRequest, resolve_key: Callable[[str], ed25519.VerifyKey | None]) -> Signer:
     """verify_request through the general RFC 9421 library only (no fast path)."""
     for name in SIGNATURE_HEADERS:
         if name not in request.headers:
             raise AuthError(f"missing {name.title()} header: requests must be signed (RFC 9421, ed25519)")
     resolver = _Resolver(resolve_key)
-    verifier = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
+    verifier = _Verifier(signature_algorithm=_SodiumEd25519, key_resolver=resolver)
     message = _Message(request)
     try:
         results = verifier.verify(message, max_age=None)

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import canonical, checkpoint, httpsig, keys, machine, query
+from ledger import canonical, checkpoint, ed25519, httpsig, keys, machine, query
 from ledger.config import LedgerConfig
 from ledger.documents import n8
 from ledger.entry import SignedRequest
@@ -108,9 +108,9 @@ class Ledger:
 
     # -- authentication ------------------------------------------------------
 
-    def _public_key(self, key_id: str) -> Ed25519PublicKey | None:
+    def _public_key(self, key_id: str) -> ed25519.VerifyKey | None:
         record = machine.member(self.state, key_id)
-        return None if record is None else keys.public_from_b64(record["public_key"])
+        return None if record is None else ed25519.verify_key(record["public_key"])
 
     def authenticate(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
         """Verify signature, key status, role and time window. Raises AuthError/ForbiddenError."""

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import checkpoint, httpsig, keys, machine, merkle
+from ledger import checkpoint, ed25519, httpsig, keys, machine, merkle
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError
 from ledger.state import APPLIED_KEY, DIGEST_KEY, EMPTY_DIGEST, GENESIS_KEY
@@ -97,12 +97,12 @@ class _Replay:
         return self.data.get(key)
 
 
-def _key_for(view: _Replay) -> Callable[[str], Ed25519PublicKey | None]:
-    def resolve(key_id: str) -> Ed25519PublicKey | None:
+def _key_for(view: _Replay) -> Callable[[str], ed25519.VerifyKey | None]:
+    def resolve(key_id: str) -> ed25519.VerifyKey | None:
         record = machine.member(view, key_id)
         if record is None:
             return None
-        return keys.public_from_b64(record["public_key"])
+        return ed25519.verify_key(record["public_key"])
 
     return resolve
 
@@ -182,7 +182,7 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
 
 
 def _check_entry(
-    entry: Entry, seq: int, last_time: int, resolve: Callable[[str], Ed25519PublicKey | None], signers: set[str]
+    entry: Entry, seq: int, last_time: int, resolve: Callable[[str], ed25519.VerifyKey | None], signers: set[str]
 ) -> int:
     """Sequence, time, kind and signature of one entry; returns its time."""
     if entry.seq != seq:
