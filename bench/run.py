@@ -1,0 +1,43 @@
+"""Run every benchmark and print one table: each figure, its ceiling measured in the same run, the ratio.
+
+    python bench/run.py            # full: ~30-60 minutes on a 2-core machine
+    python bench/run.py --quick    # under two minutes: smaller ledgers, fewer requests
+
+The machine is shared and noisy: compare ratios, not absolute numbers.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import engine_bench  # noqa: E402
+import http_bench  # noqa: E402
+from common import print_table  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under two minutes")
+    args = parser.parse_args()
+    if args.quick:
+        levels, per_level, entries, uplets, tree = [1, 8, 32, 64], 600, 5_000, 20_000, 100_000
+    else:
+        levels, per_level, entries, uplets, tree = [1, 8, 32, 64], 5_000, 100_000, 1_000_000, 1_000_000
+    started = time.monotonic()
+    rows = http_bench.measure(levels, per_level)
+    small = engine_bench.build_entries(10_000 if not args.quick else 1_000)
+    big = engine_bench.build_entries(entries)
+    rows += engine_bench.replay_rows(big)
+    rows += engine_bench.verify_rows(big)
+    rows += engine_bench.proof_rows(1_000, tree)
+    rows += engine_bench.query_rows(10_000 if not args.quick else 2_000, uplets)
+    rows += engine_bench.rss_rows(small, big, entries)
+    print_table(rows)
+    print(f"\n({'quick' if args.quick else 'full'} run, {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
