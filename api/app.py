@@ -4,8 +4,10 @@ from dataclasses import dataclass
 
 import falcon
 
-from api import errors, ledger_routes, resources
-from ledger.errors import LedgerError
+from api import errors, health, ledger_routes, openapi, resources
+from api.metrics import Metrics, MetricsEndpoint
+from api.middleware import RequestObserver, auth_error_handler
+from ledger.errors import AuthError, LedgerError
 from ledger.service import Ledger
 
 
@@ -15,9 +17,12 @@ class ApiConfig:
     body_limit: int = 1024 * 1024
 
 
-def create_app(ledger: Ledger, config: ApiConfig | None = None) -> falcon.App:
+def create_app(ledger: Ledger, config: ApiConfig | None = None, metrics: Metrics | None = None) -> falcon.App:
     config = config or ApiConfig()
-    app = falcon.App()
+    metrics = metrics if metrics is not None else Metrics()
+    metrics.watch(ledger)
+    # Static routes (the /docs assets) before sinks: the catch-all 404 sink must not hide them.
+    app = falcon.App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
     app.req_options.strip_url_path_trailing_slash = True
     collection = resources.Collection(ledger, config.body_limit)
     app.add_route("/{collection}", collection)
@@ -37,7 +42,16 @@ def create_app(ledger: Ledger, config: ApiConfig | None = None) -> falcon.App:
     app.add_route("/nodes/{key_id}", nodes, suffix="item")
     app.add_route("/nodes/{key_id}/revoke", nodes, suffix="revoke")
     app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(ledger, config.body_limit), suffix="item")
+    # Unauthenticated operations endpoints: probes and Prometheus metrics (see README).
+    app.add_route("/healthz", health.Health())
+    app.add_route("/readyz", health.Ready(ledger))
+    app.add_route("/metrics", MetricsEndpoint(metrics))
+    # The OpenAPI contract and its rendered reference page, unauthenticated.
+    app.add_route("/openapi.json", openapi.OpenApi())
+    openapi.add_docs(app)
     app.add_sink(errors.no_route)
+    app.set_error_serializer(errors.serialize_error)
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(LedgerError, errors.handle_ledger_error)
+    app.add_error_handler(AuthError, auth_error_handler(metrics))
     return app

@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 import falcon
+import orjson
 
 from ledger import errors
 
@@ -33,6 +34,22 @@ def handle_ledger_error(req: falcon.Request, resp: falcon.Response, error: error
     if isinstance(error, errors.AuthError):
         log.warning("rejected signature: %s", error.message)
     raise falcon.HTTPError(status, title=error.title, description=error.message)
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Every error as JSON ``{"title", "description"}``, whatever the request's Accept header asks.
+
+    Falcon's own errors (405 for a method a route lacks) carry no description: give them one.
+    """
+    description = error.description
+    if description is None:
+        if error.status_code == 405:
+            allowed = resp.get_header("Allow") or "none"
+            description = f"method {req.method} is not allowed on {req.path}; allowed: {allowed}"
+        else:
+            description = str(error.title)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps({"title": error.title, "description": description})
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:

@@ -8,6 +8,7 @@ import orjson
 
 from api.signed import read_body, signed_request
 from ledger import machine, query
+from ledger.documents import COLLECTIONS
 from ledger.errors import UnsupportedMediaError, ValidationError
 from ledger.service import Ledger
 
@@ -76,6 +77,23 @@ class Collection(Authenticated):
 
     def on_post_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
         self._write(req, resp)
+
+    def on_options(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        _options(resp, collection, 0)
+
+    def on_options_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
+        _options(resp, collection, 1)
+
+
+def _options(resp: falcon.Response, name: str, args: int) -> None:
+    """OPTIONS on the generic routes: Allow names what /name (args=0) or /name/x (args=1) really serves."""
+    methods = ["GET"] if name in COLLECTIONS else []
+    if (name, args) in machine.ROUTES:
+        methods.append("POST")
+    if not methods:
+        raise falcon.HTTPNotFound(title="Not found", description=f"no endpoint {'/' + name}{'/...' * args}")
+    resp.set_header("Allow", ", ".join([*methods, "OPTIONS"]))
+    resp.content_length = 0
 
 
 class Worker(Authenticated):

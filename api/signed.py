@@ -3,7 +3,7 @@
 import falcon
 
 from ledger.entry import SignedRequest
-from ledger.errors import TooLargeError
+from ledger.errors import TooLargeError, ValidationError
 
 _CHUNK = 64 * 1024
 
@@ -18,7 +18,10 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     stream = req.bounded_stream if length is not None else req.stream
     parts, total = [], 0
     while True:
-        chunk = stream.read(_CHUNK)
+        try:
+            chunk = stream.read(_CHUNK)
+        except Exception as e:  # the server's body decoder: a bad chunk size, a missing CRLF, a cut-off body
+            raise ValidationError(f"the request body could not be read: {e}") from e
         if not chunk:
             break
         total += len(chunk)

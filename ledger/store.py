@@ -6,6 +6,7 @@ reads, ordered prefix scans and atomic batches; only the batch may be synced.
 """
 
 import bisect
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,6 +30,11 @@ class Store(Protocol):
     def write(self, writes: Writes, *, sync: bool) -> None: ...
 
     def close(self) -> None: ...
+
+    def recover(self) -> None:
+        """After a failed write: make the store writable again, holding only what is durable.
+        Raises StorageError while that is not possible yet."""
+        ...
 
 
 class MemoryStore:
@@ -71,49 +77,173 @@ class MemoryStore:
     def close(self) -> None:
         pass
 
+    def recover(self) -> None:
+        pass
+
 
 class LevelStore:
-    """A LevelDB directory opened with plyvel."""
+    """A LevelDB directory opened with plyvel.
+
+    After a failed write LevelDB must be reopened before it is written again: a failed
+    compaction leaves a sticky error that fails every later write, and a write-ahead log
+    record torn by a full disk makes LevelDB drop, when it next opens, every write that
+    followed it in that log file, acknowledged or not. So a failed write marks the store
+    failed; the next write (or :meth:`recover`) reopens it first, once a probe shows the
+    disk takes writes again. Reads go on meanwhile from the open handle; a reopen waits for
+    reads in flight, since closing a plyvel DB under a running read is unsafe.
+    """
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
+        self._failed: str | None = None  # why the last write failed, until a reopen succeeds
+        self._gate = threading.Condition()  # guards _db, _users, _reopening, _generation
+        self._users = 0  # reads and writes running on _db
+        self._reopening = False
+        self._generation = 0  # counts reopens, so that a scan notices one and seeks again
+        self._db: plyvel.DB | None = self._open(create)
+
+    def _open(self, create: bool) -> plyvel.DB:
+        path = self.path
         try:
-            self._db = plyvel.DB(
-                str(path), create_if_missing=create, bloom_filter_bits=10, lru_cache_size=64 * 1024 * 1024
-            )
+            return plyvel.DB(str(path), create_if_missing=create, bloom_filter_bits=10, lru_cache_size=64 * 1024 * 1024)
         except plyvel.IOError as e:
             if b"lock" in str(e).encode() or "lock" in str(e):
                 raise StorageError(
                     f"{path} is already open by another process (LevelDB lock held); "
                     "stop the other orchestrator or use another --data-dir"
                 ) from e
-            raise StorageError(f"cannot open {path}: {e}") from e
+            raise StorageError(f"cannot open {path}: {_reason(e)}") from e
         except plyvel.Error as e:
-            raise StorageError(f"cannot open {path}: {e}") from e
+            raise StorageError(f"cannot open {path}: {_reason(e)}") from e
+
+    def _enter(self) -> plyvel.DB:
+        with self._gate:
+            while self._reopening:
+                self._gate.wait()
+            if self._db is None:  # closed, or a reopen failed: try again (nobody is using it)
+                if self._generation < 0:
+                    raise StorageError(f"{self.path} is closed")
+                self._db = self._open(False)
+                self._generation += 1
+                self._failed = None
+            self._users += 1
+            return self._db
+
+    def _leave(self) -> None:
+        with self._gate:
+            self._users -= 1
+            if self._reopening and self._users == 0:
+                self._gate.notify_all()
+
+    def _close_locked(self) -> None:
+        """Close _db once no read or write runs on it (the caller holds the gate)."""
+        self._reopening = True
+        try:
+            while self._users:
+                self._gate.wait()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        finally:
+            self._reopening = False
+            self._gate.notify_all()
+
+    def recover(self) -> None:
+        """Reopen the store if a write failed since it was opened; raises StorageError while
+        the disk still refuses writes (the store stays open for reads then)."""
+        if self._failed is None and self._db is not None:
+            return
+        if self._db is not None:
+            self._probe()
+        with self._gate:
+            if self._failed is None and self._db is not None:
+                return
+            if self._generation < 0:
+                raise StorageError(f"{self.path} is closed")
+            self._close_locked()
+            self._db = self._open(False)  # on failure _db stays None: the next use tries again
+            self._generation += 1
+            self._failed = None
+
+    def _probe(self) -> None:
+        """Raise StorageError unless the disk takes the bytes a reopen writes (the memtable
+        becomes a table file) plus a margin; do not touch the store otherwise."""
+        db = self._enter()
+        try:
+            memtable = int(db.get_property(b"leveldb.approximate-memory-usage") or b"0")
+        finally:
+            self._leave()
+        needed = memtable + (1 << 20)
+        probe = self.path / "REOPEN-PROBE"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, needed)
+                else:
+                    os.write(fd, bytes(needed))
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as e:
+            raise StorageError(
+                f"{self.path} still cannot be written ({e.strerror}: {needed} bytes needed to reopen it "
+                f"after a failed write: {self._failed}); writes resume once the disk accepts them again"
+            ) from e
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        db = self._enter()
+        try:
+            return db.get(key)
+        finally:
+            self._leave()
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        if start is not None and start > prefix:
-            it = self._db.iterator(start=start, prefix=None)
-            for key, value in it:
-                if not key.startswith(prefix):
-                    break
-                yield key, value
-            return
-        yield from self._db.iterator(prefix=prefix)
+        first = start if start is not None and start > prefix else prefix
+        generation, last = -1, None
+        it: Iterator[tuple[bytes, bytes]] = iter(())
+        while True:
+            db = self._enter()  # per step, so that a reopen never waits for an idle scan
+            try:
+                if generation != self._generation:  # first step, or reopened since: seek again
+                    generation = self._generation
+                    it = db.iterator(start=first if last is None else last)
+                    item = next(it, None)
+                    if item is not None and item[0] == last:
+                        item = next(it, None)
+                else:
+                    item = next(it, None)
+            finally:
+                self._leave()
+            if item is None or not item[0].startswith(prefix):
+                return
+            last = item[0]
+            yield item
 
     def write(self, writes: Writes, *, sync: bool) -> None:
+        if self._failed is not None or self._db is None:
+            self.recover()
+        db = self._enter()
         try:
-            with self._db.write_batch(sync=sync) as batch:
+            with db.write_batch(sync=sync) as batch:
                 for key, value in writes.items():
                     if value is None:
                         batch.delete(key)
                     else:
                         batch.put(key, value)
         except plyvel.Error as e:
-            raise StorageError(f"write to {self.path} failed: {e}") from e
+            self._failed = _reason(e)
+            raise StorageError(f"write to {self.path} failed: {self._failed}") from e
+        finally:
+            self._leave()
 
     def close(self) -> None:
-        self._db.close()
+        with self._gate:
+            self._close_locked()
+            self._generation = -1
+
+
+def _reason(error: plyvel.Error) -> str:
+    """LevelDB's message (plyvel carries it as bytes)."""
+    message = error.args[0] if error.args else error
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)

@@ -91,6 +91,7 @@ class Writer:
         self._cond = threading.Condition()
         self._stopping = False
         self._state_behind = False
+        self._log_failed = False
         self._head_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
@@ -127,9 +128,18 @@ class Writer:
 
     def _commit(self, group: list[_Pending]) -> None:
         try:
+            if self._log_failed:
+                # The failed batch may or may not have reached the disk: reopen the log so that it
+                # holds just what is durable, then take size, time and state from it.
+                self.log.store.recover()
+                self._log_failed = False
+                self._state_behind = True
             if self._state_behind:
+                self.state.recover()
                 meta = catch_up(self.log, self.state)
-                self.digest = meta.digest
+                with self._head_lock:
+                    self.size, self.digest = meta.applied, meta.digest
+                    self.last_time = self._last_time()
                 self._state_behind = False
             results = self._commit_group(group)
         except LedgerError as e:
@@ -180,7 +190,11 @@ class Writer:
             started = time.perf_counter()
             log_writes, root = self.log.prepare(self.size, raws)
             note = self.notary.sign(seq, root, digest) if self.notary is not None else None
-            self.log.commit(log_writes, note)  # durability point; raises StorageError, nothing changed
+            try:
+                self.log.commit(log_writes, note)  # durability point
+            except StorageError:
+                self._log_failed = True  # nothing is acknowledged; the next group first recovers the log
+                raise
             if self.on_group is not None:
                 self.on_group(len(raws), time.perf_counter() - started)
             with self._head_lock:

@@ -1,62 +1,78 @@
-"""`orchestrator init | serve | replay`."""
+"""`orchestrator init | serve | replay | verify | audit | call | keys new`.
+
+Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
+:mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
+imports (falcon, gunicorn, the verifier) happen inside the command that needs them, so
+`orchestrator call` starts fast.
+
+Exit status: 0 on success; 1 when the ledger fails verification or the server answers
+4xx/5xx to `call`; 2 for local trouble (bad flags or settings, unreadable files, a server
+that cannot be reached, a data dir in use).
+"""
 
 import argparse
-import os
+import json
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
-import requests
-
-from api.app import ApiConfig
-from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, StorageError
-from ledger.genesis import DEFAULT_ORIGIN, KeySpec, init
-from ledger.local import LocalSource
-from ledger.replay import replay
-from ledger.store import LevelStore
-from ledger.verify import Report, VerificationError, verify
-from orchestrator.client import Client
+from orchestrator import settings as config
 from orchestrator.progress import ProgressBar
+from orchestrator.settings import Settings, SettingsError
+
+INIT = ("data_dir", "signature_window")
+SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window")
+DATA = ("data_dir",)
+CALL = ("data_dir", "url", "key_file", "key_id")
 
 
-def _data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("ORCHESTRATOR_DATA_DIR", "data")),
-        help="ledger data directory (default: ./data, or $ORCHESTRATOR_DATA_DIR)",
-    )
+class CommandError(Exception):
+    """Local trouble a command reports in one line (exit 2)."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return config.load(args.settings, args)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from ledger.genesis import KeySpec, init
+
+    s = _settings(args)
     specs = [KeySpec.parse(text) for text in args.key]
-    written = init(LedgerConfig(data_dir=args.data_dir, signature_window=args.signature_window), args.origin, specs)
-    print(f"created ledger {args.origin!r} in {args.data_dir}")
+    written = init(s.ledger_config(), args.origin, specs)
+    print(f"created ledger {args.origin!r} in {s.data_dir}")
     for path in written:
         print(f"  key written: {path}")
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from ledger.genesis import init
+    from ledger.store import LevelStore
     from orchestrator import server  # gunicorn only for this command
 
-    config = LedgerConfig(data_dir=args.data_dir)
-    if not config.log_dir.exists():
-        written = init(config)
-        print(f"no ledger in {args.data_dir}: created one; admin key written to {written[1]}", flush=True)
-    LevelStore(config.log_dir, create=False).close()  # fail clearly if another process holds the data dir
-    server.run(config, ApiConfig(body_limit=args.body_limit), args.bind, args.threads)
+    s = _settings(args)
+    ledger_config = s.ledger_config()
+    if not ledger_config.log_dir.exists():
+        written = init(ledger_config)
+        print(f"no ledger in {s.data_dir}: created one; admin key written to {written[1]}", flush=True)
+    LevelStore(ledger_config.log_dir, create=False).close()  # fail clearly if another process holds the data dir
+    server.run(s)
     return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    result = replay(LedgerConfig(data_dir=args.data_dir), to=args.to, progress=ProgressBar("replay"))
+    from ledger.replay import replay
+
+    result = replay(_settings(args).ledger_config(), to=args.to, progress=ProgressBar("replay"))
     print(f"replayed {result.applied} of {result.log_size} entries")
     print(f"state digest: {result.digest.hex()}")
     return 0
 
 
-def _report(report: Report, save: Path | None) -> int:
+def _report(report: Any, save: Path | None) -> int:
     if save is not None:
         save.write_text(report.checkpoint)
     print(report.summary())
@@ -73,14 +89,21 @@ def _trusted(path: Path | None) -> str | None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.local import LocalSource
+    from ledger.verify import verify
+
     trusted = _trusted(args.trusted_checkpoint)
-    with LocalSource(LedgerConfig(data_dir=args.data_dir)) as source:
+    with LocalSource(_settings(args).ledger_config()) as source:
         report = verify(source, trusted=trusted, progress=ProgressBar("verify"))
     return _report(report, args.save_checkpoint)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    import requests
+
+    from ledger.verify import verify
     from orchestrator.audit import RemoteSource
+    from orchestrator.client import Client
 
     trusted = _trusted(args.trusted_checkpoint)
     try:
@@ -94,6 +117,107 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return _report(report, args.save_checkpoint)
 
 
+# -- call ---------------------------------------------------------------------
+
+
+def _body(text: str | None, method: str) -> Any:
+    """BODY as JSON: inline, @FILE or @- (stdin); a POST without one sends {}."""
+    if text is None:
+        return {} if method == "POST" else None
+    source = "BODY"
+    if text.startswith("@"):
+        source = text[1:] or "-"
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        except OSError as e:
+            raise CommandError(f"cannot read the body from {source}: {e.strerror}") from e
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise CommandError(f"{source} is not valid JSON: {e}") from e
+
+
+def _signing_client(s: Settings) -> Any:
+    from ledger import keys
+    from orchestrator.client import Client
+
+    key_file, key_id = s.signing_key()
+    try:
+        keys.load_private_key(key_file)
+    except OSError as e:
+        raise CommandError(
+            f"cannot read the key file {key_file}: {e.strerror}; pass --key-file or --data-dir "
+            f"({config.env_name('key_file')}, {config.env_name('data_dir')}), "
+            "or start `orchestrator serve` once to create ./data with an admin key"
+        ) from e
+    except ValueError as e:
+        raise CommandError(f"{key_file} is not an Ed25519 private key in PKCS#8 PEM: {e}") from e
+    return Client.from_file(s.url, key_file, key_id)
+
+
+def print_answer(answer: Any, stream: Any = None) -> None:
+    """JSON pretty-printed on a terminal, on one line when piped; text as it came."""
+    stream = stream if stream is not None else sys.stdout
+    if isinstance(answer, str):
+        stream.write(answer if answer.endswith("\n") or not answer else answer + "\n")
+    elif stream.isatty():
+        stream.write(json.dumps(answer, indent=2, ensure_ascii=False) + "\n")
+    else:
+        stream.write(json.dumps(answer, separators=(",", ":"), ensure_ascii=False) + "\n")
+    stream.flush()
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    from orchestrator.client import ClientError, Unreachable
+
+    method = args.method.upper()
+    if not args.path.startswith("/"):
+        raise CommandError(f"PATH must start with '/' (the server is --url): got {args.path!r}")
+    body = _body(args.body, method)
+    client = _signing_client(_settings(args))
+    try:
+        answer = client.call(method, args.path, body)
+    except Unreachable as e:
+        raise CommandError(f"{e}; is the server running (`orchestrator serve`), and is --url right?") from e
+    except ClientError as e:
+        print(f"orchestrator: {e}", file=sys.stderr)
+        return 1
+    print_answer(answer)
+    return 0
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+def _cmd_keys_new(args: argparse.Namespace) -> int:
+    from ledger import keys
+    from ledger.membership import key_id, roles
+
+    name = key_id("NAME", args.name)
+    role_list = roles("--roles", [r.strip() for r in args.roles.split(",") if r.strip()])
+    directory = args.dir if args.dir is not None else _settings(args).data_dir / "keys"
+    path = directory / f"{name}.pem"
+    key = keys.new_private_key()
+    try:
+        keys.write_private_key(path, key)
+    except FileExistsError as e:
+        raise CommandError(f"{path} already exists; refusing to overwrite it") from e
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror}") from e
+    public = keys.public_b64(key)
+    body = json.dumps({"key_id": name, "public_key": public, "roles": role_list})
+    print(f"private key written: {path} (mode 0600; keep it secret)")
+    print(f"public key: {public}")
+    print("an admin registers it with:")
+    print(f"  orchestrator call POST /nodes {shlex.quote(body)}")
+    print("then it signs requests with:")
+    print(f"  orchestrator call --key-file {shlex.quote(str(path))} GET /nodes/{name}")
+    return 0
+
+
+# -- the parser ---------------------------------------------------------------
+
+
 def _checkpoint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trusted-checkpoint",
@@ -104,12 +228,34 @@ def _checkpoint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
 
 
-def parser() -> argparse.ArgumentParser:
+def _with_settings(p: argparse.ArgumentParser, names: tuple[str, ...], base: Settings) -> None:
+    group = p.add_argument_group(
+        "settings", "defaults from config/defaults.toml; environment variables override them, flags override both"
+    )
+    config.add_arguments(group, names, base)
+    p.set_defaults(settings=names)
+
+
+CALL_EPILOG = """\
+examples:
+  orchestrator call GET /ledger/head
+  orchestrator call GET '/learnuplet?status=todo&limit=10'
+  orchestrator call POST /problem @problem.json
+  orchestrator call --key-id compute POST /worker/learnuplet/UUID '{"worker": "UUID"}'
+
+The answer is printed as JSON: indented on a terminal, on one line when piped. On a 4xx/5xx
+answer the server's message goes to stderr and the exit status is 1.
+"""
+
+
+def parser(base: Settings | None = None) -> argparse.ArgumentParser:
+    from ledger.genesis import DEFAULT_ORIGIN
+
+    base = base if base is not None else config.defaults()
     top = argparse.ArgumentParser(prog="orchestrator", description="Signed-ledger Orchestrator for collaborative ML.")
     commands = top.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("init", help="create a ledger: node key, client keys and genesis entry")
-    _data_dir(p)
     p.add_argument("--origin", default=DEFAULT_ORIGIN, help=f"ledger name (default: {DEFAULT_ORIGIN})")
     p.add_argument(
         "--key",
@@ -118,24 +264,26 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME=ROLE[,ROLE...]",
         help="a client key to create (repeatable); default: admin with every role",
     )
-    p.add_argument("--signature-window", type=int, default=300, help="seconds a signature's created may differ")
+    _with_settings(p, INIT, base)
     p.set_defaults(func=_cmd_init)
 
-    p = commands.add_parser("serve", help="serve the API with gunicorn (creates the ledger if absent)")
-    _data_dir(p)
-    p.add_argument("--bind", default=os.environ.get("ORCHESTRATOR_BIND", "127.0.0.1:8000"), help="HOST:PORT")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("ORCHESTRATOR_THREADS", "64")))
-    p.add_argument("--body-limit", type=int, default=int(os.environ.get("ORCHESTRATOR_BODY_LIMIT", str(1024 * 1024))))
+    p = commands.add_parser(
+        "serve",
+        help="serve the API with gunicorn (creates the ledger if absent)",
+        description="Serve the API with gunicorn on the data dir; if it holds no ledger yet, create one first "
+        "(admin key in DATA_DIR/keys/admin.pem). /healthz, /readyz and /metrics need no signature.",
+    )
+    _with_settings(p, SERVE, base)
     p.set_defaults(func=_cmd_serve)
 
     p = commands.add_parser("replay", help="rebuild state from the log and print the state digest")
-    _data_dir(p)
     p.add_argument("--to", type=int, default=None, metavar="SEQ", help="stop after this entry")
+    _with_settings(p, DATA, base)
     p.set_defaults(func=_cmd_replay)
 
     p = commands.add_parser("verify", help="verify a stopped node's data dir (or a copy) offline")
-    _data_dir(p)
     _checkpoint_flags(p)
+    _with_settings(p, DATA, base)
     p.set_defaults(func=_cmd_verify)
 
     p = commands.add_parser("audit", help="verify a running node over HTTP with an auditor key")
@@ -143,17 +291,56 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", required=True, type=Path, help="the auditor's private key (PEM)")
     p.add_argument("--key-id", required=True, help="the auditor's key id")
     _checkpoint_flags(p)
-    p.set_defaults(func=_cmd_audit)
+    p.set_defaults(func=_cmd_audit, settings=())
+
+    p = commands.add_parser(
+        "call",
+        help="send one signed request and print the answer",
+        description="Send one RFC 9421-signed request to the node and print its JSON answer.",
+        epilog=CALL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("method", metavar="METHOD", help="GET or POST")
+    p.add_argument("path", metavar="PATH", help="path and query, e.g. /problem or '/learnuplet?algo=UUID'")
+    p.add_argument(
+        "body", metavar="BODY", nargs="?", help="JSON body: inline, @FILE, or @- for stdin; a POST without one sends {}"
+    )
+    _with_settings(p, CALL, base)
+    p.set_defaults(func=_cmd_call)
+
+    keys = commands.add_parser("keys", help="client key files")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    p = key_commands.add_parser(
+        "new",
+        help="write a new key pair and print how an admin registers it",
+        description="Write a new Ed25519 private key to DIR/NAME.pem (PKCS#8 PEM, mode 0600; never overwrites) "
+        "and print its public key and the `orchestrator call POST /nodes` an admin runs to register it.",
+    )
+    p.add_argument("name", metavar="NAME", help="the key id: letters, digits, '.', '_' or '-'")
+    p.add_argument("--dir", type=Path, default=None, help="where to write NAME.pem (default: DATA_DIR/keys)")
+    p.add_argument(
+        "--roles", default="viewer", metavar="ROLE[,ROLE...]", help="roles in the printed command (default: viewer)"
+    )
+    _with_settings(p, DATA, base)
+    p.set_defaults(func=_cmd_keys_new)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         return int(args.func(args))
-    except VerificationError as e:
-        print(f"FAILED at {e.where}: {e.message}", file=sys.stderr)
-        return 1
+    except SettingsError as e:
+        print(f"orchestrator: error: {e}", file=sys.stderr)
+        return 2
+    except CommandError as e:
+        print(f"orchestrator: error: {e}", file=sys.stderr)
+        return 2
     except LedgerError as e:
+        from ledger.verify import VerificationError
+
+        if isinstance(e, VerificationError):
+            print(f"FAILED at {e.where}: {e.reason}", file=sys.stderr)
+            return 1
         print(f"orchestrator: error: {e.message}", file=sys.stderr)
         return 2

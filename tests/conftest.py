@@ -1,4 +1,12 @@
-"""Shared fixtures: a real gunicorn server on a free port, and signing clients per role."""
+"""Shared fixtures: a real gunicorn server on a free port, and signing clients per role.
+
+Also the knobs of the reliability suites (tests/reliability): they run a bounded
+version by default (CI) and the full one with ORCHESTRATOR_FULL=1:
+
+    ORCHESTRATOR_FULL=1 python -m pytest -q tests/reliability -s
+
+Each suite prints its figures with `report(...)` (visible with -s).
+"""
 
 import os
 import socket
@@ -14,6 +22,20 @@ import pytest
 import requests
 
 from orchestrator.client import Client
+
+FULL = os.environ.get("ORCHESTRATOR_FULL", "") not in ("", "0")
+
+
+def scale(ci: int, full: int) -> int:
+    """How many iterations a reliability suite runs: `ci` by default, `full` in the full run."""
+    return full if FULL else ci
+
+
+def report(suite: str, **figures: object) -> None:
+    """Print a suite's figures on one line (visible with -s, and in the full run's log)."""
+    text = ", ".join(f"{name.replace('_', ' ')}: {value}" for name, value in figures.items())
+    print(f"\n[{suite}] {text}", flush=True)
+
 
 KEYS = {
     "admin": "admin",

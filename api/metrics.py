@@ -1,0 +1,83 @@
+"""Prometheus metrics of one app, in a registry of its own (never the global one).
+
+Labels are bounded: route templates (``/{collection}/{uuid}``, never a concrete path), methods,
+statuses and short refusal reasons. No key id, uuid or body ever becomes a label.
+"""
+
+from typing import Protocol
+
+import falcon
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Watched(Protocol):
+    """What the gauges read at scrape time (a :class:`ledger.service.Ledger`)."""
+
+    def head(self) -> tuple[int, bytes]: ...
+
+    def state_lag(self) -> int: ...
+
+
+class Metrics:
+    """The app's instruments. ``on_group`` is the writer's hook (Ledger.open(on_group=...))."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "orchestrator_requests", "HTTP requests by route template, method and status",
+            ["route", "method", "status"], registry=r,
+        )
+        self.latency = Histogram(
+            "orchestrator_request_duration_seconds", "HTTP request latency by route template and method",
+            ["route", "method"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.group_size = Histogram(
+            "orchestrator_commit_group_size", "Transactions appended to the log per commit (one fsync)",
+            buckets=GROUP_BUCKETS, registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "orchestrator_commit_duration_seconds", "Time to append a commit group to the log and fsync it",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.signature_failures = Counter(
+            "orchestrator_signature_failures", "Requests refused as unauthenticated (401), by reason",
+            ["reason"], registry=r,
+        )
+        self.log_size = Gauge("orchestrator_log_entries", "Entries in the log (the tree size)", registry=r)
+        self.state_lag = Gauge(
+            "orchestrator_state_lag_entries", "Log entries not yet applied to the state store", registry=r
+        )
+
+    def watch(self, ledger: Watched) -> None:
+        """Read the log size and state lag from ``ledger`` at each scrape."""
+        self.log_size.set_function(lambda: ledger.head()[0])
+        self.state_lag.set_function(ledger.state_lag)
+
+    def on_group(self, count: int, seconds: float) -> None:
+        self.group_size.observe(count)
+        self.commit_seconds.observe(seconds)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def signature_failure(self, reason: str) -> None:
+        self.signature_failures.labels(reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsEndpoint:
+    """GET /metrics: the Prometheus text format. Unauthenticated, like a health probe."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = self.metrics.render()

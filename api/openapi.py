@@ -1,0 +1,674 @@
+"""The service's OpenAPI 3.1 contract, built from the engine's own tables.
+
+:func:`spec` returns the document ``GET /openapi.json`` serves; ``GET /docs`` renders it with
+swagger-ui-py. Request bodies mirror :mod:`ledger.schema` and :mod:`ledger.membership`
+(required fields, ``additionalProperties: false``) and never ask for more than the engine
+checks, so a body that breaks the contract is one the engine refuses. Collection documents
+list the fields of :data:`ledger.documents.FIELDS`.
+"""
+
+import copy
+from functools import lru_cache
+from typing import Any
+
+import falcon
+import orjson
+
+from ledger.documents import COLLECTIONS, FIELDS
+from ledger.membership import ROLES
+from ledger.schema import MAX_INT
+
+Schema = dict[str, Any]
+
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+KEY_ID_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
+HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+BASE64 = {"type": "string", "contentEncoding": "base64"}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
+    """A closed object: exactly these properties, the listed ones (default: all) required."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+UUID = _ref("Uuid")
+UUID_LIST = {"type": "array", "items": UUID, "minItems": 1, "uniqueItems": True}
+UUID_OR_LIST = {"oneOf": [UUID, UUID_LIST]}
+TIMESTAMP = {"type": "integer", "description": "Unix seconds, from the entry's ledger time"}
+PERF_MAP = {
+    "type": "object",
+    "propertyNames": UUID,
+    "additionalProperties": {"type": "number"},
+    "description": "each data uuid of the learnuplet mapped to a finite number",
+}
+PERF_INPUT = {
+    "oneOf": [{"type": "array", "items": {"type": "number"}}, PERF_MAP],
+    "description": "a finite number per data uuid: a list in the learnuplet's data order, or a mapping",
+}
+
+# -- documents -----------------------------------------------------------------
+
+_DOCUMENT_FIELDS: dict[str, dict[str, Schema]] = {
+    "problem": {
+        "uuid": UUID,
+        "workflow": UUID,
+        "test_dataset": {"type": "array", "items": UUID},
+        "size_train_dataset": {"type": "integer", "minimum": 1},
+        "timestamp_upload": TIMESTAMP,
+    },
+    "algo": {"uuid": UUID, "name": {"type": "string"}, "problem": UUID, "timestamp_upload": TIMESTAMP},
+    "data": {"uuid": UUID, "problems": {"type": "array", "items": UUID}, "timestamp_upload": TIMESTAMP},
+    "learnuplet": {
+        "uuid": UUID,
+        "problem": UUID,
+        "workflow": UUID,
+        "algo": UUID,
+        "train_data": {"type": "array", "items": UUID},
+        "test_data": {"type": "array", "items": UUID},
+        "rank": {"type": "integer", "minimum": 0},
+        "model_start": _nullable(UUID),
+        "model_end": UUID,
+        "worker": _nullable(UUID),
+        "status": {"enum": ["waiting", "todo", "pending", "done", "failed"]},
+        "perf": _nullable({"type": "number"}),
+        "train_perf": _nullable(PERF_MAP),
+        "test_perf": _nullable(PERF_MAP),
+        "timestamp_creation": TIMESTAMP,
+        "timestamp_done": _nullable(TIMESTAMP),
+    },
+    "preduplet": {
+        "uuid": UUID,
+        "problem": UUID,
+        "workflow": UUID,
+        "data": UUID,
+        "model": UUID,
+        "worker": _nullable(UUID),
+        "status": {"enum": ["todo", "pending", "done", "failed"]},
+        "prediction_storage_uuid": _nullable(UUID),
+        "timestamp_request": TIMESTAMP,
+        "timestamp_done": _nullable(TIMESTAMP),
+    },
+}
+assert all(tuple(_DOCUMENT_FIELDS[c]) == FIELDS[c] for c in COLLECTIONS), "documents drifted from FIELDS"
+
+
+def _title(collection: str) -> str:
+    return collection.capitalize()
+
+
+# -- request bodies (ledger/schema.py, ledger/machine.py, ledger/membership.py) -----------
+
+_DONE = {"status": {"const": "done"}}
+REQUESTS: dict[str, Schema] = {
+    "ProblemRequest": _object(
+        {
+            "uuid": UUID,
+            "workflow": UUID,
+            "test_dataset": {"type": "array", "items": UUID, "uniqueItems": True},
+            "size_train_dataset": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+        }
+    ),
+    "AlgoRequest": _object(
+        {
+            "uuid": UUID,
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1000,
+                "description": "not only whitespace",
+            },
+            "problem": UUID,
+        }
+    ),
+    "DataRequest": _object({"uuid": UUID_OR_LIST, "problems": UUID_OR_LIST}),
+    "PredictionRequest": _object({"data": UUID_OR_LIST, "problem": UUID}),
+    "WorkerRequest": _object({"worker": UUID}),
+    "LearndoneRequest": _object(
+        {
+            "status": {"enum": ["done", "failed"]},
+            "perf": {"type": "number", "description": "finite; integers at most 2**53 in magnitude"},
+            "train_perf": PERF_INPUT,
+            "test_perf": PERF_INPUT,
+        },
+        ["status"],
+        **{"if": {"properties": _DONE}, "then": {"required": ["perf", "train_perf", "test_perf"]}},
+    ),
+    "PreddoneRequest": _object(
+        {"status": {"enum": ["done", "failed"]}, "prediction_storage_uuid": UUID},
+        ["status"],
+        **{"if": {"properties": _DONE}, "then": {"required": ["prediction_storage_uuid"]}},
+    ),
+    "NodeRequest": _object(
+        {
+            "key_id": {"type": "string", "pattern": KEY_ID_PATTERN},
+            "public_key": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9+/]{43}=$",
+                "description": "base64 of the raw 32-byte Ed25519 public key",
+            },
+            "roles": _ref("Roles"),
+        }
+    ),
+    "NodeRolesRequest": _object({"roles": _ref("Roles")}),
+    "RevokeRequest": _object({}, description="an empty object"),
+}
+
+# -- responses -------------------------------------------------------------------
+
+RECEIPT = _object(
+    {"seq": {"type": "integer", "minimum": 1}, "hash": HEX64},
+    description="where the write sits in the log: its sequence number and RFC 9162 leaf hash (hex)",
+)
+NODE = _object(
+    {"key_id": {"type": "string"}, "public_key": BASE64, "roles": _ref("Roles"), "revoked": {"type": "boolean"}}
+)
+ENTRY = {
+    "type": "object",
+    "description": "a log entry, as canonical JSON: the genesis, or a signed request as received",
+    "properties": {
+        "v": {"const": 1},
+        "seq": {"type": "integer", "minimum": 0},
+        "time": {"type": "integer", "description": "ledger time, Unix milliseconds"},
+        "key": {"type": "string"},
+        "genesis": {"type": "object"},
+        "method": {"type": "string"},
+        "target": {"type": "string"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "body": BASE64,
+    },
+    "required": ["v", "seq", "time", "key"],
+    "additionalProperties": False,
+}
+ENTRY_VIEW = _object({"seq": {"type": "integer", "minimum": 0}, "raw": BASE64, "entry": ENTRY})
+WRITE_RESULTS: dict[str, Schema] = {
+    "ProblemCreated": _object({"new_problem": _ref("Problem"), "receipt": _ref("Receipt")}),
+    "AlgoCreated": _object(
+        {"new_algo": _ref("Algo"), "new_learnuplets": {"type": "integer", "minimum": 0}, "receipt": _ref("Receipt")}
+    ),
+    "DataCreated": _object(
+        {
+            "new_datas": {"type": "array", "items": _ref("Data")},
+            "new_learnuplets": {"type": "integer", "minimum": 0},
+            "receipt": _ref("Receipt"),
+        }
+    ),
+    "PredictionCreated": _object(
+        {"new_preduplets": {"type": "integer", "minimum": 1}, "receipt": _ref("Receipt")}
+    ),
+    "WorkerSet": {
+        "oneOf": [
+            _object({"learnuplet_worker_set": UUID, "receipt": _ref("Receipt")}),
+            _object({"preduplet_worker_set": UUID, "receipt": _ref("Receipt")}),
+        ]
+    },
+    "LearnupletUpdated": _object({"updated_learnuplet": UUID, "receipt": _ref("Receipt")}),
+    "PredupletUpdated": _object({"updated_preduplet": UUID, "receipt": _ref("Receipt")}),
+    "NodeCreated": _object({"new_node": _ref("Node"), "receipt": _ref("Receipt")}),
+    "NodeUpdated": _object({"updated_node": _ref("Node"), "receipt": _ref("Receipt")}),
+    "NodeRevoked": _object({"revoked_node": _ref("Node"), "receipt": _ref("Receipt")}),
+}
+
+ERRORS: dict[int, str] = {
+    400: "malformed or invalid body or query (the description names the field), unknown referenced entity",
+    401: "unauthenticated: missing or bad signature, unknown or revoked key, `created` outside the window, "
+    "nonce already used",
+    403: "the key lacks the role this endpoint needs, or reports on an uplet another key claimed",
+    404: "unknown uuid, key id, sequence number or collection in the path",
+    409: "duplicate uuid or key id, or a state the entity's status forbids",
+    413: "body larger than the server's limit (refused without reading it)",
+    415: "Content-Type is not application/json",
+    503: "storage trouble (the description says what); nothing was written",
+}
+
+SECURITY = [{"Signature": [], "SignatureInput": [], "ContentDigest": []}]
+SECURITY_SCHEMES = {
+    "Signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Signature",
+        "description": "RFC 9421 HTTP Message Signature: exactly one `ed25519` signature, e.g. "
+        "`sig1=:<base64>:`. Sign with the stock client: Python `requests` with `requests-http-signature` "
+        "(`HTTPSignatureAuth(signature_algorithm=algorithms.ED25519, key=<PEM>, key_id=<name>, "
+        "use_nonce=True)`).",
+    },
+    "SignatureInput": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Signature-Input",
+        "description": "RFC 9421 signature parameters: `keyid` (a registered key id), `created` (Unix seconds, "
+        "within the ledger's window around its clock), `nonce` (never reused by that key), `alg=\"ed25519\"`; "
+        "the covered components must include `@method`, the target (`@target-uri`, or `@path` and `@query`) "
+        "and `content-digest`.",
+    },
+    "ContentDigest": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Content-Digest",
+        "description": "RFC 9530 digest of the body (`sha-256=:<base64>:`), also for an empty body; covered by "
+        "the signature.",
+    },
+}
+
+
+def _json(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(success: dict[int, tuple[str, Schema]], errors: list[int]) -> Schema:
+    responses: Schema = {
+        str(status): {"description": text, "content": content} for status, (text, content) in success.items()
+    }
+    for status in errors:
+        responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    return responses
+
+
+def _signed(
+    summary: str,
+    role: str | None,
+    success: dict[int, tuple[str, Schema]],
+    *,
+    write: bool = False,
+    not_found: bool = False,
+    body: str | None = None,
+    parameters: list[Schema] | None = None,
+    tag: str,
+) -> Schema:
+    """A signed operation: its summary names the role; errors follow from what it does."""
+    errors = [400, 401]
+    if role is not None:
+        errors.append(403)
+    if not_found or write:
+        errors.append(404)
+    if write:
+        errors.append(409)
+    errors.append(413)
+    if write:
+        errors.append(415)
+    errors.append(503)
+    operation: Schema = {
+        "summary": summary,
+        "description": f"Signed; needs the `{role}` role." if role else "Signed; any registered key.",
+        "tags": [tag],
+        "security": SECURITY,
+        "responses": _responses(success, errors),
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(_ref(body))}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_param(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def _query_param(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _int_query(name: str, description: str, required: bool = False, minimum: int = 0) -> Schema:
+    return _query_param(name, {"type": "integer", "minimum": minimum, "maximum": 10**18 - 1}, description, required)
+
+
+def _collection_paths() -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for collection in COLLECTIONS:
+        title = _title(collection)
+        filters = [
+            _query_param(
+                field,
+                {"type": "string"},
+                "equality filter; a list field matches when it contains the value, a mapping field when it has "
+                "the value as a key; numbers match their JSON text, `null` matches null",
+            )
+            for field in FIELDS[collection]
+        ]
+        filters += [
+            _query_param(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "page size (default 1000)"
+            ),
+            _query_param("after", UUID, "the `next_after` of the previous page"),
+        ]
+        page = _object(
+            {f"{collection}s": {"type": "array", "items": _ref(title)}, "next_after": UUID},
+            [f"{collection}s"],
+        )
+        paths[f"/{collection}"] = {
+            "get": _signed(
+                f"List {collection}s, filtered, in ledger order",
+                None,
+                {200: (f"a page of {collection}s; `next_after` when more remain", _json(page))},
+                parameters=filters,
+                tag="collections",
+            )
+        }
+        paths[f"/{collection}/{{uuid}}"] = {
+            "get": _signed(
+                f"One {collection}",
+                None,
+                {200: (f"the {collection}", _json(_ref(title)))},
+                not_found=True,
+                parameters=[_path_param("uuid", {"type": "string"}, f"the {collection}'s uuid")],
+                tag="collections",
+            )
+        }
+    return paths
+
+
+def _write(summary: str, role: str, status: int, body: str, result: str, tag: str, **kwargs: Any) -> Schema:
+    text = "created" if status == 201 else "updated"
+    return _signed(summary, role, {status: (text, _json(_ref(result)))}, write=True, body=body, tag=tag, **kwargs)
+
+
+def _uplet_uuid(kind: str) -> Schema:
+    return _path_param("uuid", {"type": "string"}, f"the {kind}'s uuid")
+
+
+def _ledger_paths() -> dict[str, Schema]:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    inclusion = _object(
+        {
+            "seq": {"type": "integer", "minimum": 0},
+            "tree_size": {"type": "integer", "minimum": 1},
+            "leaf_hash": BASE64,
+            "root": BASE64,
+            "proof": {"type": "array", "items": BASE64},
+        }
+    )
+    consistency = _object(
+        {
+            "first": {"type": "integer", "minimum": 1},
+            "second": {"type": "integer", "minimum": 1},
+            "first_root": BASE64,
+            "second_root": BASE64,
+            "proof": {"type": "array", "items": BASE64},
+        }
+    )
+    entries = _object(
+        {
+            "entries": {"type": "array", "items": ENTRY_VIEW, "maxItems": 1000},
+            "size": {"type": "integer", "minimum": 1},
+            "next": _nullable({"type": "integer", "minimum": 1}),
+        }
+    )
+    head = _object({"size": {"type": "integer", "minimum": 1}, "state_digest": HEX64})
+    auditor = "auditor"
+    return {
+        "/ledger/head": {
+            "get": _signed(
+                "Log size and the state digest after it",
+                None,
+                {200: ("the head", _json(head))},
+                tag="ledger",
+            )
+        },
+        "/ledger/checkpoint": {
+            "get": _signed(
+                "The latest C2SP signed checkpoint (origin, size, base64 root, state digest; a signed note)",
+                auditor,
+                {200: ("the signed note", text)},
+                tag="ledger",
+            )
+        },
+        "/ledger/key": {
+            "get": _signed(
+                "The node's C2SP verifier key `origin+keyhash+base64(0x01 || key)`",
+                auditor,
+                {200: ("the verifier key, one line", text)},
+                tag="ledger",
+            )
+        },
+        "/ledger/entries": {
+            "get": _signed(
+                "Log entries start..end-1 (at most 1000)",
+                auditor,
+                {200: ("a page of entries; `next` is the start of the next page, or null", _json(entries))},
+                parameters=[
+                    _int_query("start", "first sequence number (default 0)"),
+                    _int_query("end", "one past the last (default start+100)"),
+                ],
+                tag="ledger",
+            )
+        },
+        "/ledger/entries/{seq}": {
+            "get": _signed(
+                "One log entry; `raw` is base64 of the stored bytes",
+                auditor,
+                {200: ("the entry", _json(ENTRY_VIEW))},
+                not_found=True,
+                parameters=[_path_param("seq", {"type": "string"}, "sequence number")],
+                tag="ledger",
+            )
+        },
+        "/ledger/proofs/inclusion": {
+            "get": _signed(
+                "RFC 9162 inclusion proof of entry seq in the tree of tree_size entries",
+                auditor,
+                {200: ("the proof (base64 hashes)", _json(inclusion))},
+                parameters=[
+                    _int_query("seq", "the entry", required=True),
+                    _int_query("tree_size", "the tree (default: the current size)", minimum=1),
+                ],
+                tag="ledger",
+            )
+        },
+        "/ledger/proofs/consistency": {
+            "get": _signed(
+                "RFC 9162 consistency proof between trees of first and second entries",
+                auditor,
+                {200: ("the proof (base64 hashes)", _json(consistency))},
+                parameters=[
+                    _int_query("first", "the smaller tree", required=True, minimum=1),
+                    _int_query("second", "the larger tree (default: the current size)", minimum=1),
+                ],
+                tag="ledger",
+            )
+        },
+    }
+
+
+def _node_paths() -> dict[str, Schema]:
+    key_id = _path_param("key_id", {"type": "string"}, "the key id")
+    return {
+        "/nodes": {
+            "get": _signed(
+                "Every membership record, in key id order",
+                None,
+                {200: ("the members", _json(_object({"nodes": {"type": "array", "items": _ref("Node")}})))},
+                tag="membership",
+            ),
+            "post": _write("Register a key with roles", "admin", 201, "NodeRequest", "NodeCreated", "membership"),
+        },
+        "/nodes/{key_id}": {
+            "get": _signed(
+                "One membership record",
+                None,
+                {200: ("the record", _json(_ref("Node")))},
+                not_found=True,
+                parameters=[key_id],
+                tag="membership",
+            ),
+            "post": _write(
+                "Replace a key's roles", "admin", 200, "NodeRolesRequest", "NodeUpdated", "membership",
+                parameters=[key_id],
+            ),
+        },
+        "/nodes/{key_id}/revoke": {
+            "post": _write(
+                "Revoke a key (final; a key cannot revoke itself)", "admin", 200, "RevokeRequest", "NodeRevoked",
+                "membership", parameters=[key_id],
+            )
+        },
+    }
+
+
+def _open_paths() -> dict[str, Schema]:
+    """Unauthenticated endpoints: documentation, probes, metrics."""
+
+    def plain(summary: str, success: dict[int, tuple[str, Schema]], errors: list[int], tag: str) -> Schema:
+        return {"get": {"summary": summary, "tags": [tag], "security": [], "responses": _responses(success, errors)}}
+
+    def status(value: str) -> Schema:
+        return _json(_object({"status": {"const": value}}))
+
+    return {
+        "/openapi.json": plain("This contract (OpenAPI 3.1)", {200: ("the document", _json({"type": "object"}))}, [],
+                               "operations"),
+        "/docs": plain("This contract, rendered (Swagger UI)",
+                       {200: ("an HTML page", {"text/html": {"schema": {"type": "string"}}})}, [], "operations"),
+        "/docs/swagger.json": plain("This contract, as the /docs page loads it",
+                                    {200: ("the document", _json({"type": "object"}))}, [], "operations"),
+        "/healthz": plain("Liveness: the process answers", {200: ("alive", status("ok"))}, [], "operations"),
+        "/readyz": plain(
+            "Readiness: the last log write succeeded and state is caught up with the log",
+            {200: ("ready", status("ready"))},
+            [503],
+            "operations",
+        ),
+        "/metrics": plain(
+            "Prometheus metrics (text exposition format)",
+            {200: ("the metrics", {"text/plain": {"schema": {"type": "string"}}})},
+            [],
+            "operations",
+        ),
+    }
+
+
+def _seed_paths() -> dict[str, Schema]:
+    write = "writes"
+    return {
+        "/problem": {
+            "post": _write("Add a problem", "admin", 201, "ProblemRequest", "ProblemCreated", write),
+        },
+        "/algo": {
+            "post": _write(
+                "Add an algorithm; derives its learnuplets over the problem's train data",
+                "analytics", 201, "AlgoRequest", "AlgoCreated", write,
+            ),
+        },
+        "/data": {
+            "post": _write(
+                "Add data to problems; extends every algo's learnuplet chain", "viewer", 201, "DataRequest",
+                "DataCreated", write,
+            ),
+        },
+        "/prediction": {
+            "post": _write(
+                "Ask predictions on data with the problem's best trained model", "viewer", 201, "PredictionRequest",
+                "PredictionCreated", write,
+            ),
+        },
+        "/worker/{uplet_type}/{uplet_uuid}": {
+            "post": _write(
+                "Claim a todo learnuplet or preduplet for a worker (it becomes pending)",
+                "compute", 200, "WorkerRequest", "WorkerSet", write,
+                parameters=[
+                    _path_param("uplet_type", {"enum": ["learnuplet", "preduplet"]}, "the uplet type"),
+                    _path_param("uplet_uuid", {"type": "string"}, "the uplet's uuid"),
+                ],
+            ),
+        },
+        "/learndone/{uuid}": {
+            "post": _write(
+                "Report a claimed learnuplet done (with performances) or failed",
+                "compute", 200, "LearndoneRequest", "LearnupletUpdated", write, parameters=[_uplet_uuid("learnuplet")],
+            ),
+        },
+        "/preddone/{uuid}": {
+            "post": _write(
+                "Report a claimed preduplet done (with the stored prediction) or failed",
+                "compute", 200, "PreddoneRequest", "PredupletUpdated", write, parameters=[_uplet_uuid("preduplet")],
+            ),
+        },
+    }
+
+
+DESCRIPTION = """\
+The Orchestrator of a collaborative machine-learning platform, as a signed, append-only ledger.
+
+Every operation but the documentation, probes and metrics is signed (RFC 9421, `ed25519`, with
+`keyid`, `created` and `nonce`, covering `@method`, the target URI and `content-digest`): see the
+security schemes. Every accepted write is one log entry; its answer carries a `receipt`.
+
+Errors are JSON `{"title", "description"}`. A rejected request appends nothing and changes
+nothing; resending exactly the same signed write returns the original answer and appends nothing.
+A method a path does not list is answered 405 with an `Allow` header, except on the seed's
+generic paths `/{collection}` and `/{collection}/{uuid}`: there `GET /prediction` or
+`POST /learnuplet` name an unknown collection or write endpoint, 404.
+"""
+
+
+@lru_cache(maxsize=1)
+def _build() -> Schema:
+    schemas: dict[str, Schema] = {
+        "Uuid": {"type": "string", "pattern": UUID_PATTERN},
+        "Roles": {"type": "array", "items": {"enum": list(ROLES)}, "minItems": 1, "uniqueItems": True},
+        "Error": _object({"title": {"type": "string"}, "description": {"type": "string"}}),
+        "Receipt": RECEIPT,
+        "Node": NODE,
+    }
+    for collection in COLLECTIONS:
+        schemas[_title(collection)] = _object(_DOCUMENT_FIELDS[collection])
+    schemas.update(REQUESTS)
+    schemas.update(WRITE_RESULTS)
+    responses = {
+        f"E{status}": {"description": text, "content": _json(_ref("Error"))} for status, text in ERRORS.items()
+    }
+    paths: dict[str, Schema] = {}
+    for group in (_seed_paths(), _collection_paths(), _ledger_paths(), _node_paths(), _open_paths()):
+        for path, item in group.items():
+            paths.setdefault(path, {}).update(item)  # /problem: the seed's POST and the collection's GET
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {"title": "Orchestrator ledger", "version": "1", "description": DESCRIPTION},
+        "tags": [
+            {"name": "writes", "description": "the seed's write endpoints"},
+            {"name": "collections", "description": "the seed's read endpoints"},
+            {"name": "ledger", "description": "the log, its checkpoints and RFC 9162 proofs"},
+            {"name": "membership", "description": "keys and their roles"},
+            {"name": "operations", "description": "unauthenticated: documentation, probes and metrics"},
+        ],
+        "paths": paths,
+        "components": {"schemas": schemas, "responses": responses, "securitySchemes": SECURITY_SCHEMES},
+        "security": SECURITY,
+    }
+
+
+def spec() -> Schema:
+    """The OpenAPI 3.1 document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_build())
+
+
+class OpenApi:
+    """GET /openapi.json: the contract, unauthenticated."""
+
+    def __init__(self) -> None:
+        self._data = orjson.dumps(_build())
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._data
+
+
+def add_docs(app: falcon.App) -> None:
+    """GET /docs: the contract rendered by swagger-ui-py (its assets under /docs/static)."""
+    from swagger_ui import api_doc
+
+    api_doc(app, config=spec(), url_prefix="/docs", title="Orchestrator ledger API", host_inject=False)

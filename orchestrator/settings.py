@@ -1,0 +1,174 @@
+"""Settings of the `orchestrator` command: one typed dataclass, built once per run.
+
+Precedence, lowest first: the documented defaults in ``config/defaults.toml`` (equal to the
+dataclass defaults below, which stand in for the file where it is not installed); then the
+environment, ``ORCHESTRATOR_<NAME>`` (an empty variable counts as unset); then a command-line
+flag, ``--<name>`` with dashes for underscores. Each command takes the settings it uses.
+"""
+
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ledger.config import LedgerConfig
+
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ENV_PREFIX = "ORCHESTRATOR_"
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the setting and where it came from."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return text.lower()
+
+
+def _path(text: str) -> Path:
+    return Path(_text(text))
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _setting(default: Any, parse: Callable[[str], Any], metavar: str, help: str, shown: str | None = None) -> Any:
+    return field(default=default, metadata={"parse": parse, "metavar": metavar, "help": help, "shown": shown})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(Path("data"), _path, "DIR", "ledger data directory")
+    bind: str = _setting("127.0.0.1:8000", _text, "HOST:PORT", "address the server listens on")
+    threads: int = _setting(64, _positive, "N", "request threads of the single worker process")
+    body_limit: int = _setting(1024 * 1024, _positive, "BYTES", "largest accepted request body; a larger one gets 413")
+    max_group: int = _setting(512, _positive, "N", "most transactions committed per fsync")
+    log_level: str = _setting("info", _level, "LEVEL", "level of the JSON log lines: " + ", ".join(LOG_LEVELS))
+    signature_window: int = _setting(
+        300, _positive, "SECONDS", "how far a signature's created may be off the ledger clock; set at ledger creation"
+    )
+    url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
+    key_id: str = _setting(
+        "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
+    )
+    key_file: Path | None = _setting(
+        None, _optional_path, "PEM", "private key to sign with", shown="DATA_DIR/keys/KEY_ID.pem"
+    )
+    #: The settings given by the environment or a flag rather than by the defaults.
+    overridden: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def ledger_config(self) -> LedgerConfig:
+        return LedgerConfig(data_dir=self.data_dir, signature_window=self.signature_window, max_group=self.max_group)
+
+    def signing_key(self) -> tuple[Path, str]:
+        """The key file and key id to sign with, after the rules of ``key_file`` and ``key_id``."""
+        if self.key_file is None:
+            return self.data_dir / "keys" / f"{self.key_id}.pem", self.key_id
+        if "key_id" not in self.overridden and "key_file" in self.overridden:
+            return self.key_file, self.key_file.stem
+        return self.key_file, self.key_id
+
+
+SETTINGS: dict[str, Field[Any]] = {f.name: f for f in fields(Settings) if "parse" in f.metadata}
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse(name: str, text: str, source: str) -> Any:
+    try:
+        return SETTINGS[name].metadata["parse"](text)
+    except ValueError as e:
+        raise SettingsError(f"{source}: {e}") from e
+
+
+def defaults(path: Path = DEFAULTS_FILE) -> Settings:
+    """The documented defaults: the file when present, else the dataclass defaults (equal to it).
+
+    Raises SettingsError for an unreadable file, an unknown name or an invalid value.
+    """
+    if not path.exists():
+        return Settings()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SettingsError(f"{path}: {e}") from e
+    unknown = sorted(set(data) - set(SETTINGS))
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting {unknown[0]!r}")
+    values = {name: _parse(name, str(value), f"{path}: {name}") for name, value in data.items()}
+    return replace(Settings(), **values)
+
+
+def add_arguments(parser: Any, names: Iterable[str], base: Settings) -> None:
+    """One flag per setting on ``parser`` (or an argument group), its help naming the default and
+    the environment variable."""
+    for name in names:
+        meta = SETTINGS[name].metadata
+        shown = meta["shown"] or getattr(base, name)
+
+        def convert(text: str, name: str = name) -> Any:
+            try:
+                return SETTINGS[name].metadata["parse"](text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from e
+
+        parser.add_argument(
+            flag_name(name),
+            dest=name,
+            default=None,
+            type=convert,
+            metavar=meta["metavar"],
+            help=f"{meta['help']} (default: {shown}; env {env_name(name)})",
+        )
+
+
+def load(
+    names: Iterable[str],
+    flags: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    base: Settings | None = None,
+) -> Settings:
+    """The settings ``names`` of one run: defaults, then environment, then flags.
+
+    Raises SettingsError naming the variable that holds an invalid value.
+    """
+    environ = os.environ if environ is None else environ
+    settings = base if base is not None else defaults()
+    changes: dict[str, Any] = {}
+    for name in names:
+        text = environ.get(env_name(name))
+        if text:
+            changes[name] = _parse(name, text, env_name(name))
+        given = getattr(flags, name, None) if flags is not None else None
+        if given is not None:
+            changes[name] = given
+    return replace(settings, **changes, overridden=frozenset(changes))

@@ -1,0 +1,89 @@
+"""The README's five-minute tutorial, run exactly as written against a server started the way the
+quick start starts it (`python -m orchestrator serve` in an empty directory), so it cannot rot."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from conftest import free_port
+
+from orchestrator.client import Client
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+MARKER = "# tutorial: "
+
+
+def tutorial_script() -> str:
+    blocks = re.findall(r"^```sh\n(.*?)^```$", README.read_text(), flags=re.DOTALL | re.MULTILINE)
+    (script,) = [block for block in blocks if block.startswith(MARKER)]
+    return script
+
+
+def test_the_readme_holds_one_marked_tutorial_using_orchestrator_call_only() -> None:
+    script = tutorial_script()
+    commands = [line for line in script.splitlines() if line and not line.startswith("#")]
+    assert len(commands) >= 15
+    for line in commands:
+        assert line.startswith("orchestrator call ") or re.match(r"[A-Z]+=\$\(orchestrator call ", line), line
+    for step in ("POST /problem", "POST /data", "POST /algo", "/worker/learnuplet/", "/learndone/",
+                 "POST /prediction", "/worker/preduplet/", "/preddone/", "GET /ledger/head", "GET /ledger/checkpoint"):
+        assert step in script, step
+
+
+def _start_server(cwd: Path, env: dict[str, str], url: str) -> subprocess.Popen:
+    log = open(cwd / "serve.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], cwd=cwd, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (cwd / "serve.log").read_text()
+        try:
+            if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not become ready in 30 s")
+
+
+def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
+    script = tutorial_script()
+    (tmp_path / "tutorial.sh").write_text(script)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # A user's environment, except for the port: the tutorial's defaults (./data, key admin) hold.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(ORCHESTRATOR_BIND=f"127.0.0.1:{port}", ORCHESTRATOR_URL=url,
+               PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""))
+    process = _start_server(tmp_path, env, url)
+    try:
+        result = subprocess.run(["sh", "-eu", "tutorial.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=120)
+        assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        assert result.stderr == ""
+
+        answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert answers[0]["new_problem"]["uuid"] == "f0000000-0000-4000-8000-000000000001"
+        assert any(a.get("new_learnuplets") == 1 for a in answers)
+        learnuplet = next(a for a in answers if a.get("status") == "done" and "model_end" in a)
+        preduplet = answers[-2]
+        assert preduplet["status"] == "done" and preduplet["model"] == learnuplet["model_end"]
+        assert preduplet["prediction_storage_uuid"] == "e0000000-0000-4000-8000-000000000001"
+        head = answers[-1]
+        assert head["size"] == 9
+        checkpoint = result.stdout[result.stdout.index("orchestrator.local/ledger\n"):]
+        assert checkpoint.splitlines()[1] == "9" and f"state {head['state_digest']}" in checkpoint
+
+        # The ledger agrees, read with the admin key the server created in ./data.
+        admin = Client.from_file(url, tmp_path / "data" / "keys" / "admin.pem")
+        assert admin.head() == head
+        assert admin.document("preduplet", preduplet["uuid"]) == preduplet
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
