@@ -46,8 +46,11 @@ def signed_request(key_pem: bytes, key_id: str, method: str, path: str, body: ob
 
 
 def init(data_dir: Path) -> None:
-    subprocess.run([sys.executable, "-m", "orchestrator", "init", "--data-dir", str(data_dir)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "orchestrator", "init", "--data-dir", str(data_dir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 @dataclass
@@ -87,9 +90,21 @@ def _wait(url: str, process: subprocess.Popen) -> None:
 def ledger_server(data_dir: Path) -> Server:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "serve", "--data-dir", str(data_dir), "--bind", f"127.0.0.1:{port}",
-         "--threads", str(THREADS)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--threads",
+            str(THREADS),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     _wait(url, process)
@@ -100,10 +115,30 @@ def bare_server() -> Server:
     """A bare Falcon app under the same gunicorn settings (one worker, gthread, same threads)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread", "--threads", str(THREADS),
-         "--bind", f"127.0.0.1:{port}", "--keep-alive", "5", "--backlog", "2048", "--no-control-socket",
-         "--chdir", str(ROOT / "bench"), "bare_app:app"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(THREADS),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--keep-alive",
+            "5",
+            "--backlog",
+            "2048",
+            "--no-control-socket",
+            "--chdir",
+            str(ROOT / "bench"),
+            "bare_app:app",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     _wait(url, process)
@@ -129,5 +164,7 @@ def print_table(rows: list[Row]) -> None:
     print(head)
     print("|" + "-" * 60 + "|" + "-" * 14 + "|" + "-" * 20 + "|" + "-" * 8 + "|------")
     for row in rows:
-        print(f"| {row.figure:<58} | {row.value:>8.1f} {row.unit:<3} | {row.ceiling:>14.1f} {row.unit:<3} "
-              f"| {row.ratio:>6.2f} | {row.goal}")
+        print(
+            f"| {row.figure:<58} | {row.value:>8.1f} {row.unit:<3} | {row.ceiling:>14.1f} {row.unit:<3} "
+            f"| {row.ratio:>6.2f} | {row.goal}"
+        )

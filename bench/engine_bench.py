@@ -6,9 +6,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import nacl.signing
 import requests
 from common import Row, init, ledger_server, new_uuid, sign_prepared, signed_request
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import machine, merkle
 from ledger.config import LedgerConfig
@@ -39,13 +39,28 @@ def build_entries(n: int) -> Path:
     key = (data / "keys" / "admin.pem").read_bytes()
     ledger = Ledger.open(LedgerConfig(data_dir=data))
     problem = new_uuid()
-    _submit_all(ledger, [signed_request(key, "admin", "POST", "/problem", {
-        "uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 5})])
+    _submit_all(
+        ledger,
+        [
+            signed_request(
+                key,
+                "admin",
+                "POST",
+                "/problem",
+                {"uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 5},
+            )
+        ],
+    )
     done = 2
     while done < n:
         batch = min(CHUNK, n - done)
-        _submit_all(ledger, [signed_request(key, "admin", "POST", "/data", {"uuid": new_uuid(), "problems": problem})
-                             for _ in range(batch)])
+        _submit_all(
+            ledger,
+            [
+                signed_request(key, "admin", "POST", "/data", {"uuid": new_uuid(), "problems": problem})
+                for _ in range(batch)
+            ],
+        )
         done += batch
     ledger.close()
     return data
@@ -58,11 +73,23 @@ def build_learnuplets(n: int, algos: int = 100) -> tuple[Path, str]:
     key = (data / "keys" / "admin.pem").read_bytes()
     ledger = Ledger.open(LedgerConfig(data_dir=data))
     problem = new_uuid()
-    _submit_all(ledger, [signed_request(key, "admin", "POST", "/problem", {
-        "uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1})])
+    _submit_all(
+        ledger,
+        [
+            signed_request(
+                key,
+                "admin",
+                "POST",
+                "/problem",
+                {"uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1},
+            )
+        ],
+    )
     algo_ids = [new_uuid() for _ in range(algos)]
-    _submit_all(ledger, [signed_request(key, "admin", "POST", "/algo", {"uuid": a, "name": "a", "problem": problem})
-                         for a in algo_ids])
+    _submit_all(
+        ledger,
+        [signed_request(key, "admin", "POST", "/algo", {"uuid": a, "name": "a", "problem": problem}) for a in algo_ids],
+    )
     per_post = 100
     posts = max(1, n // (algos * per_post))
     for _ in range(posts):
@@ -90,13 +117,14 @@ def replay_rows(data: Path) -> list[Row]:
 
 
 def raw_ed25519_rate(seconds: float = 2.0) -> float:
-    key = Ed25519PrivateKey.generate()
-    public, message = key.public_key(), b"x" * 250
-    signature = key.sign(message)
+    """Raw Ed25519 verifications/s on one core, with libsodium (the fastest here, and what we use)."""
+    key = nacl.signing.SigningKey.generate()
+    verify_key, message = key.verify_key, b"x" * 250
+    signature = key.sign(message).signature
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for _ in range(200):
-            public.verify(signature, message)
+            verify_key.verify(message, signature)
         count += 200
     return count / (time.perf_counter() - started)
 
@@ -107,8 +135,15 @@ def verify_rows(data: Path) -> list[Row]:
     with LocalSource(LedgerConfig(data_dir=data)) as source:
         report = verify(source)
     rate = report.entries / (time.perf_counter() - started)
-    return [Row(f"verify entries/s ({report.entries} entries)", rate, raw_rate, "/s",
-                ">= 0.70 of raw Ed25519 verifies/s (one core)")]
+    return [
+        Row(
+            f"verify entries/s ({report.entries} entries)",
+            rate,
+            raw_rate,
+            "/s",
+            ">= 0.70 of raw Ed25519 verifies/s (one core)",
+        )
+    ]
 
 
 def _tree(size: int) -> LevelStore:
@@ -133,8 +168,7 @@ def proof_rows(small: int, big: int, proofs: int = 2000) -> list[Row]:
             tree.inclusion(index, size)
         timings[size] = (time.perf_counter() - started) / proofs * 1e6
         store.close()
-    return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us",
-                "<= 2.0x")]
+    return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us", "<= 2.0x")]
 
 
 def _get_mean_ms(url: str, key: bytes, path: str, count: int = 200) -> float:
@@ -157,8 +191,11 @@ def query_rows(small: int, big: int) -> list[Row]:
             timings[size] = _get_mean_ms(server.url, key, f"/learnuplet?algo={algo}&status=todo")
         finally:
             server.stop()
-    return [Row(f"filtered GET algo&status, {big:,} vs {small:,} learnuplets", timings[big], timings[small], "ms",
-                "<= 1.5x")]
+    return [
+        Row(
+            f"filtered GET algo&status, {big:,} vs {small:,} learnuplets", timings[big], timings[small], "ms", "<= 1.5x"
+        )
+    ]
 
 
 def rss_rows(small_data: Path, big_data: Path, big: int) -> list[Row]:
@@ -171,5 +208,4 @@ def rss_rows(small_data: Path, big_data: Path, big: int) -> list[Row]:
             rss[name] = server.rss_mb()
         finally:
             server.stop()
-    return [Row(f"server RSS after {big:,} vs 10,000 entries", rss["big"], rss["small"], "MB",
-                "<= 1.5x and < 300 MB")]
+    return [Row(f"server RSS after {big:,} vs 10,000 entries", rss["big"], rss["small"], "MB", "<= 1.5x and < 300 MB")]

@@ -8,10 +8,9 @@ import multiprocessing
 import tempfile
 from pathlib import Path
 
+import load
 import requests
 from common import Row, bare_server, init, ledger_server, new_uuid, sign_prepared
-
-import load
 
 
 def _load_process(url: str, key_file: str, plans: list[list[tuple[str, str, object]]], queue) -> None:
@@ -53,8 +52,9 @@ def _mix(per_client: int, uplets: list[str], p_data: str, p_algo: str) -> list[t
         if uplets:
             uplet = uplets.pop()
             plan.append(("POST", f"/worker/learnuplet/{uplet}", {"worker": new_uuid()}))
-            plan.append(("POST", f"/learndone/{uplet}",
-                         {"status": "done", "perf": 0.5, "train_perf": [0.5], "test_perf": []}))
+            plan.append(
+                ("POST", f"/learndone/{uplet}", {"status": "done", "perf": 0.5, "train_perf": [0.5], "test_perf": []})
+            )
     return plan[:per_client]
 
 
@@ -70,8 +70,9 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
         url = ledger.url
         p_uplets, p_data, p_algo = new_uuid(), new_uuid(), new_uuid()
         for p in (p_uplets, p_data, p_algo):
-            _post(url, key, "/problem", {"uuid": p, "workflow": new_uuid(), "test_dataset": [],
-                                         "size_train_dataset": 1})
+            _post(
+                url, key, "/problem", {"uuid": p, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+            )
         _post(url, key, "/data", {"uuid": new_uuid(), "problems": p_uplets})
         claims_needed = sum(requests_per_level // 4 + 2 * c for c in clients_levels)
         for _ in range(claims_needed):
@@ -85,8 +86,15 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
             bn, bsecs, _, _, _ = run_load(bare.url, key_file, bare_plans)
             errors = {s: c for s, c in statuses.items() if s not in (200, 201)}
             goal = ">= 0.60 of ceiling and >= 1500/s" if clients == 32 else ""
-            rows.append(Row(f"durable writes/s, {clients} clients" + (f" (errors {errors})" if errors else ""),
-                            n / secs, bn / bsecs, "/s", goal))
+            rows.append(
+                Row(
+                    f"durable writes/s, {clients} clients" + (f" (errors {errors})" if errors else ""),
+                    n / secs,
+                    bn / bsecs,
+                    "/s",
+                    goal,
+                )
+            )
         # Signed GET by uuid under 32 clients.
         documents = [("GET", f"/algo/{u}", None) for u in _algo_uuids(url, key, p_uplets)]
         per = max(20, requests_per_level // 32)
@@ -94,8 +102,7 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
         _, _, statuses, p50, p99 = run_load(url, key_file, plans)
         _, _, _, bp50, bp99 = run_load(bare.url, key_file, plans)
         rows.append(Row("signed GET by uuid, 32 clients: p50 latency", p50 * 1000, bp50 * 1000, "ms", ""))
-        rows.append(Row("signed GET by uuid, 32 clients: p99 latency", p99 * 1000, bp99 * 1000, "ms",
-                        "p99 < 10 ms"))
+        rows.append(Row("signed GET by uuid, 32 clients: p99 latency", p99 * 1000, bp99 * 1000, "ms", "p99 < 10 ms"))
     finally:
         ledger.stop()
         bare.stop()

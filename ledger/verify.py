@@ -13,7 +13,9 @@ The first failure raises :class:`VerificationError` naming the entry or part.
 """
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -133,33 +135,46 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
     last_time = 0
     origin, node_public = "", None
     mismatch: int | None = None  # first entry whose bytes differ from its stored leaf hash
-    for seq, raw in _guarded(source.raws(0, size)):
-        leaf = merkle.leaf_hash(raw)
-        stored_leaf = source.stored_leaf(seq)
-        if mismatch is None and stored_leaf is not None and stored_leaf != leaf:
-            mismatch = seq
-        try:
-            entry = decode(raw)
-        except IntegrityError as e:
-            raise VerificationError(seq, e.message) from e
-        try:
-            last_time = _check_entry(entry, seq, last_time, resolve, signers)
-            writes, _ = machine.apply(view, entry)
-        except LedgerError as e:
-            if mismatch is not None and mismatch < seq:
-                raise _altered(mismatch) from e  # the earlier change is the cause
-            if isinstance(e, VerificationError):
-                raise
-            raise VerificationError(seq, f"rejected by the state machine: {e.message}") from e
-        if seq == 0:
-            assert entry.genesis is not None
-            origin = entry.genesis["origin"]
-            node_public = keys.public_from_b64(entry.genesis["node_key"])
-        view.data.update(writes)
-        digest = machine.write_set_digest(digest, seq, writes)
-        leaves.append(leaf)
-        if progress is not None and (seq % 1000 == 0 or seq == size - 1):
-            progress(seq + 1, size)
+    checks = _SignatureChecks()
+    try:
+        for seq, raw in _guarded(source.raws(0, size)):
+            leaf = merkle.leaf_hash(raw)
+            stored_leaf = source.stored_leaf(seq)
+            if mismatch is None and stored_leaf is not None and stored_leaf != leaf:
+                mismatch = seq
+            try:
+                entry = decode(raw)
+            except IntegrityError as e:
+                raise VerificationError(seq, e.message) from e
+            try:
+                last_time = _check_entry(entry, seq, last_time)
+                if entry.request is not None:
+                    checks.submit(seq, entry, resolve(entry.key_id))
+                writes, _ = machine.apply(view, entry)
+                checks.collect(signers)
+            except LedgerError as e:
+                checks.collect(signers, before=seq)  # an earlier bad signature is the first failure
+                if mismatch is not None and mismatch < seq:
+                    raise _altered(mismatch) from e  # the earlier change is the cause
+                if isinstance(e, VerificationError):
+                    raise
+                raise VerificationError(seq, f"rejected by the state machine: {e.message}") from e
+            if seq == 0:
+                assert entry.genesis is not None
+                origin = entry.genesis["origin"]
+                node_public = keys.public_from_b64(entry.genesis["node_key"])
+            view.data.update(writes)
+            digest = machine.write_set_digest(digest, seq, writes)
+            leaves.append(leaf)
+            if progress is not None and (seq % 1000 == 0 or seq == size - 1):
+                progress(seq + 1, size)
+        checks.collect(signers, before=size)
+    except VerificationError as e:
+        if isinstance(e.where, int) and mismatch is not None and mismatch < e.where:
+            raise _altered(mismatch) from e
+        raise
+    finally:
+        checks.close()
     if len(leaves) != size:
         raise VerificationError(len(leaves), f"entry {len(leaves)} is missing from the log")
     assert node_public is not None
@@ -181,10 +196,55 @@ def verify(source: Source, *, trusted: str | None = None, progress: Progress | N
     return Report(size, len(signers), size, root, digest, time.monotonic() - started, note, state_note)
 
 
-def _check_entry(
-    entry: Entry, seq: int, last_time: int, resolve: Callable[[str], ed25519.VerifyKey | None], signers: set[str]
-) -> int:
-    """Sequence, time, kind and signature of one entry; returns its time."""
+class _SignatureChecks:
+    """Signature checks on worker threads, consumed in entry order.
+
+    libsodium releases the GIL, so two threads check signatures on the second
+    core while the main thread applies entries. Each check uses the key in force
+    when its entry was reached (resolved by the main thread, in order); a key
+    id's public key never changes once registered, only its roles and status,
+    which the state machine checks. The first failure, in entry order, wins.
+    """
+
+    WINDOW = 1024  # checks in flight at most
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify-signature")
+        self.pending: deque[tuple[int, Future[str]]] = deque()
+
+    def submit(self, seq: int, entry: Entry, key: ed25519.VerifyKey | None) -> None:
+        self.pending.append((seq, self.pool.submit(_check_signature, seq, entry, key)))
+
+    def collect(self, signers: set[str], before: int | None = None) -> None:
+        """Consume finished checks (all those below `before`, waiting for them); raise the first failure."""
+        while self.pending:
+            seq, future = self.pending[0]
+            must_wait = (before is not None and seq < before) or len(self.pending) > self.WINDOW
+            if not must_wait and not future.done():
+                return
+            if before is not None and seq >= before and not future.done():
+                return
+            self.pending.popleft()
+            signers.add(future.result())  # raises the entry's VerificationError
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_signature(seq: int, entry: Entry, key: ed25519.VerifyKey | None) -> str:
+    """The entry's RFC 9421 signature against the key in force; returns the key id."""
+    assert entry.request is not None
+    try:
+        signer = httpsig.verify_request(entry.request, lambda key_id: key if key_id == entry.key_id else None)
+    except LedgerError as e:
+        raise VerificationError(seq, f"signature: {e.message}") from e
+    if signer.key_id != entry.key_id:
+        raise VerificationError(seq, "signed by a different key than the entry names")
+    return entry.key_id
+
+
+def _check_entry(entry: Entry, seq: int, last_time: int) -> int:
+    """Sequence, time and kind of one entry; returns its time."""
     if entry.seq != seq:
         raise VerificationError(seq, f"carries sequence number {entry.seq}")
     if entry.time_ms < last_time:
@@ -194,14 +254,6 @@ def _check_entry(
             raise VerificationError(0, "entry 0 is not a genesis entry")
     elif entry.request is None:
         raise VerificationError(seq, "only entry 0 may be a genesis entry")
-    else:
-        try:
-            signer = httpsig.verify_request(entry.request, resolve)
-        except LedgerError as e:
-            raise VerificationError(seq, f"signature: {e.message}") from e
-        if signer.key_id != entry.key_id:
-            raise VerificationError(seq, "signed by a different key than the entry names")
-        signers.add(entry.key_id)
     return entry.time_ms
 
 
