@@ -1,6 +1,5 @@
 """The `orchestrator` command: init, replay and the data-dir lock, as an operator uses them."""
 
-import os
 import shutil
 import stat
 from pathlib import Path
@@ -38,8 +37,9 @@ def _write_some(server: Server, count: int) -> list[dict]:
     admin = server.client("admin")
     heads = []
     for _ in range(count):
-        r = admin.post("/problem", {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [],
-                                    "size_train_dataset": 1})
+        r = admin.post(
+            "/problem", {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+        )
         assert r.status_code == 201, r.text
         heads.append(server.head())
     return heads
@@ -72,8 +72,9 @@ def test_data_dir_in_use_is_reported_clearly(server: Server, tmp_path: Path) -> 
     replay = orchestrator("replay", "--data-dir", str(server.data_dir), check=False)
     assert replay.returncode != 0
     assert "already open by another process" in replay.stderr and "Traceback" not in replay.stderr
-    second = orchestrator("serve", "--data-dir", str(server.data_dir), "--bind", f"127.0.0.1:{free_port()}",
-                          check=False, timeout=60)
+    second = orchestrator(
+        "serve", "--data-dir", str(server.data_dir), "--bind", f"127.0.0.1:{free_port()}", check=False, timeout=60
+    )
     assert second.returncode != 0
     assert "already open by another process" in second.stderr and "Traceback" not in second.stderr
 

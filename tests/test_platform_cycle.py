@@ -17,8 +17,12 @@ def test_platform_cycle(server: Server) -> None:
     problem, workflow, test_data = new_uuid(), new_uuid(), new_uuid()
     train = [new_uuid() for _ in range(4)]
 
-    body = ok(admin.post("/problem", {"uuid": problem, "workflow": workflow, "test_dataset": [test_data],
-                                      "size_train_dataset": 2}), 201)
+    body = ok(
+        admin.post(
+            "/problem", {"uuid": problem, "workflow": workflow, "test_dataset": [test_data], "size_train_dataset": 2}
+        ),
+        201,
+    )
     assert body["new_problem"]["uuid"] == problem
     assert set(body["receipt"]) == {"seq", "hash"}
 
@@ -75,7 +79,10 @@ def test_platform_cycle(server: Server) -> None:
     assert ok(viewer.post("/prediction", {"data": [target], "problem": problem}), 201)["new_preduplets"] == 1
     (pred,) = ok(viewer.get("/preduplet", data=target))["preduplets"]
     assert pred["model"] == first_doc["model_end"] and pred["status"] == "todo"
-    assert ok(compute.post(f"/worker/preduplet/{pred['uuid']}", {"worker": worker}))["preduplet_worker_set"] == pred["uuid"]
+    assert (
+        ok(compute.post(f"/worker/preduplet/{pred['uuid']}", {"worker": worker}))["preduplet_worker_set"]
+        == pred["uuid"]
+    )
     storage = new_uuid()
     body = ok(compute.post(f"/preddone/{pred['uuid']}", {"status": "done", "prediction_storage_uuid": storage}))
     assert body["updated_preduplet"] == pred["uuid"]
@@ -93,10 +100,13 @@ def test_better_model_moves_model_start(server: Server) -> None:
     ok(analytics.post("/algo", {"uuid": algo, "name": "a", "problem": problem}))
     chain = learnuplets(server, algo=algo)
     perfs = [0.5, 0.7]
-    for uplet, perf in zip(chain[:2], perfs):
+    for uplet, perf in zip(chain[:2], perfs, strict=True):
         ok(compute.post(f"/worker/learnuplet/{uplet['uuid']}", {"worker": new_uuid()}))
-        ok(compute.post(f"/learndone/{uplet['uuid']}",
-                        {"status": "done", "perf": perf, "train_perf": [perf], "test_perf": []}))
+        ok(
+            compute.post(
+                f"/learndone/{uplet['uuid']}", {"status": "done", "perf": perf, "train_perf": [perf], "test_perf": []}
+            )
+        )
     chain = learnuplets(server, algo=algo)
     assert chain[1]["model_start"] == chain[0]["model_end"]
     assert chain[2]["model_start"] == chain[1]["model_end"]  # 0.7 beat 0.5
