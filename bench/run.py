@@ -23,18 +23,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under two minutes")
     args = parser.parse_args()
     if args.quick:
-        levels, per_level, entries, uplets, tree = [1, 8, 32, 64], 600, 5_000, 20_000, 100_000
+        levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 600, 5_000, 20_000, 100_000, 20_000
+        small_uplets, few = 2_000, 1_000
     else:
-        levels, per_level, entries, uplets, tree = [1, 8, 32, 64], 5_000, 100_000, 1_000_000, 1_000_000
+        levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 5_000, 100_000, 1_000_000, 1_000_000, 1_000_000
+        small_uplets, few = 10_000, 10_000
     started = time.monotonic()
     rows = http_bench.measure(levels, per_level)
-    small = engine_bench.build_entries(10_000 if not args.quick else 1_000)
-    big = engine_bench.build_entries(entries)
-    rows += engine_bench.replay_rows(big)
-    rows += engine_bench.verify_rows(big)
+    ledger = engine_bench.build_entries(entries)
+    rows += engine_bench.replay_rows(ledger)
+    rows += engine_bench.verify_rows(ledger)
     rows += engine_bench.proof_rows(1_000, tree)
-    rows += engine_bench.query_rows(10_000 if not args.quick else 2_000, uplets)
-    rows += engine_bench.rss_rows(small, big, entries)
+    rows += engine_bench.query_rows(small_uplets, uplets)
+    small = engine_bench.build_entries(few)
+    big = ledger if many == entries else engine_bench.build_entries(many)
+    rows += engine_bench.rss_rows(small, big, few, many)
     print_table(rows)
     print(f"\n({'quick' if args.quick else 'full'} run, {time.monotonic() - started:.0f} s)")
 
