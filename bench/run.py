@@ -33,11 +33,11 @@ def main() -> None:
     ledger = engine_bench.build_entries(entries)
     rows += engine_bench.replay_rows(ledger)
     rows += engine_bench.verify_rows(ledger)
-    rows += engine_bench.proof_rows(1_000, tree)
+    rows += engine_bench.proof_rows(1_000, tree)  # in-process: the tree reads alone
     rows += engine_bench.query_rows(small_uplets, uplets)
     small = engine_bench.build_entries(few)
     big = ledger if many == entries else engine_bench.build_entries(many)
-    rows += engine_bench.rss_rows(small, big, few, many)
+    rows += engine_bench.served_rows(small, big, few, many)
     print_table(rows)
     print(f"\n({'quick' if args.quick else 'full'} run, {time.monotonic() - started:.0f} s)")
 
