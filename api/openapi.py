@@ -233,8 +233,14 @@ ERRORS: dict[int, str] = {
     415: "Content-Type is not application/json",
     503: "storage trouble (the description says what); nothing was written",
 }
+#: What the HTTP server itself answers, before any endpoint, to a request line or header block
+#: over its limits (a request it cannot parse at all is a 400): possible on every operation.
+PROTOCOL_ERRORS: dict[int, str] = {
+    414: "request line (path and query) too long",
+    431: "header fields too large",
+}
 
-SECURITY = [{"Signature": [], "SignatureInput": [], "ContentDigest": []}]
+SECURITY: list[dict[str, list[str]]] = [{"Signature": [], "SignatureInput": [], "ContentDigest": []}]
 SECURITY_SCHEMES = {
     "Signature": {
         "type": "apiKey",
@@ -272,7 +278,7 @@ def _responses(success: dict[int, tuple[str, Schema]], errors: list[int]) -> Sch
     responses: Schema = {
         str(status): {"description": text, "content": content} for status, (text, content) in success.items()
     }
-    for status in errors:
+    for status in [*errors, *PROTOCOL_ERRORS]:
         responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
     return responses
 
@@ -628,7 +634,8 @@ def _build() -> Schema:
     schemas.update(REQUESTS)
     schemas.update(WRITE_RESULTS)
     responses = {
-        f"E{status}": {"description": text, "content": _json(_ref("Error"))} for status, text in ERRORS.items()
+        f"E{status}": {"description": text, "content": _json(_ref("Error"))}
+        for status, text in {**ERRORS, **PROTOCOL_ERRORS}.items()
     }
     paths: dict[str, Schema] = {}
     for group in (_seed_paths(), _collection_paths(), _ledger_paths(), _node_paths(), _open_paths()):

@@ -188,8 +188,8 @@ def _signature_params(signature_input: str, signature: str) -> SignatureParams:
         expires = fast.params.get("expires")
     else:
         key_id, created, nonce, expires = _general_params(request)
-    if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
-        raise AuthError("malformed Signature-Input parameters (keyid, created and nonce are required)")
+    if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str) or not nonce:
+        raise AuthError("malformed Signature-Input parameters (keyid, created and a non-empty nonce are required)")
     fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + signature.encode()).digest()
     return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)
 
