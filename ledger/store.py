@@ -6,6 +6,8 @@ reads, ordered prefix scans and atomic batches; only the batch may be synced.
 """
 
 import bisect
+import fcntl
+import itertools
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -108,10 +110,7 @@ class LevelStore:
             return plyvel.DB(str(path), create_if_missing=create, bloom_filter_bits=10, lru_cache_size=64 * 1024 * 1024)
         except plyvel.IOError as e:
             if b"lock" in str(e).encode() or "lock" in str(e):
-                raise StorageError(
-                    f"{path} is already open by another process (LevelDB lock held); "
-                    "stop the other orchestrator or use another --data-dir"
-                ) from e
+                raise StorageError(_locked(path)) from e
             raise StorageError(f"cannot open {path}: {_reason(e)}") from e
         except plyvel.Error as e:
             raise StorageError(f"cannot open {path}: {_reason(e)}") from e
@@ -200,25 +199,28 @@ class LevelStore:
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         first = start if start is not None and start > prefix else prefix
-        generation, last = -1, None
+        generation, last, batch = -1, None, 1
         it: Iterator[tuple[bytes, bytes]] = iter(())
         while True:
-            db = self._enter()  # per step, so that a reopen never waits for an idle scan
+            # A batch per gate passage (1, 2, 4... items: a one-item lookup reads one), never
+            # holding the gate while the caller runs, so that a reopen never waits for a scan.
+            db = self._enter()
             try:
-                if generation != self._generation:  # first step, or reopened since: seek again
+                if generation != self._generation:  # first batch, or reopened since: seek again
                     generation = self._generation
                     it = db.iterator(start=first if last is None else last)
-                    item = next(it, None)
-                    if item is not None and item[0] == last:
-                        item = next(it, None)
-                else:
-                    item = next(it, None)
+                    if last is not None:
+                        it = _beyond(it, last)
+                items = list(itertools.islice(it, batch))
             finally:
                 self._leave()
-            if item is None or not item[0].startswith(prefix):
+            for item in items:
+                if not item[0].startswith(prefix):
+                    return
+                yield item
+            if len(items) < batch:
                 return
-            last = item[0]
-            yield item
+            last, batch = items[-1][0], min(2 * batch, 256)
 
     def write(self, writes: Writes, *, sync: bool) -> None:
         if self._failed is not None or self._db is None:
@@ -241,6 +243,41 @@ class LevelStore:
         with self._gate:
             self._close_locked()
             self._generation = -1
+
+
+def _beyond(items: Iterator[tuple[bytes, bytes]], key: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The items whose key is past key (a scan resumed after a reopen)."""
+    return itertools.dropwhile(lambda item: item[0] <= key, items)
+
+
+def _locked(path: Path) -> str:
+    return (
+        f"{path} is already open by another process (LevelDB lock held); "
+        "stop the other orchestrator or use another --data-dir"
+    )
+
+
+def check_unlocked(path: Path) -> None:
+    """Raise StorageError if another process holds the LevelDB at path, without opening it.
+
+    A process that forks afterwards must not open LevelDB: LevelDB starts its one background
+    (compaction) thread the first time an open needs a compaction, and a forked child inherits
+    the belief that the thread runs but not the thread. The child's compactions then never
+    happen: its writes stall for good once a memtable fills, and closing waits forever.
+    (gunicorn's master checks the data dir, then forks the worker that opens it.)
+    """
+    try:
+        fd = os.open(path / "LOCK", os.O_RDWR)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StorageError(f"cannot open {path / 'LOCK'}: {e.strerror}") from e
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the fcntl lock LevelDB itself takes
+    except OSError as e:
+        raise StorageError(_locked(path)) from e
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _reason(error: plyvel.Error) -> str:

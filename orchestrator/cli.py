@@ -50,7 +50,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ledger.genesis import init
-    from ledger.store import LevelStore
+    from ledger.store import check_unlocked
     from orchestrator import server  # gunicorn only for this command
 
     s = _settings(args)
@@ -58,7 +58,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not ledger_config.log_dir.exists():
         written = init(ledger_config)
         print(f"no ledger in {s.data_dir}: created one; admin key written to {written[1]}", flush=True)
-    LevelStore(ledger_config.log_dir, create=False).close()  # fail clearly if another process holds the data dir
+    check_unlocked(ledger_config.log_dir)  # fail clearly if another process holds it; never open LevelDB before fork
     server.run(s)
     return 0
 
