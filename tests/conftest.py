@@ -130,5 +130,35 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+def on_terminal(args: list[str], *, stream: str, **kwargs) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `python -m orchestrator ARGS` with stdout or stderr (`stream`) on a pseudo-terminal.
+
+    Returns the result (the other stream captured as text) and what the terminal showed.
+    """
+    import pty
+
+    leader, follower = pty.openpty()
+    other = "stderr" if stream == "stdout" else "stdout"
+    try:
+        result = subprocess.run([sys.executable, "-m", "orchestrator", *args], text=True,
+                                **{stream: follower, other: subprocess.PIPE}, **kwargs)
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal is closed once the command is done
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    return result, shown.decode().replace("\r\n", "\n")
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())

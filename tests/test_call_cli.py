@@ -2,14 +2,13 @@
 
 import json
 import os
-import pty
 import shlex
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Server, free_port, new_uuid, orchestrator
+from conftest import Server, free_port, new_uuid, on_terminal, orchestrator
 
 from ledger import keys
 
@@ -37,27 +36,8 @@ def test_get_prints_one_compact_json_line_when_piped(server: Server) -> None:
 
 
 def test_answer_is_indented_on_a_terminal(server: Server) -> None:
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run([sys.executable, "-m", "orchestrator", "call", "GET", "/nodes/admin"],
-                                stdout=follower, stderr=subprocess.PIPE, text=True, env=_env(server))
-        os.close(follower)
-        follower = -1
-        output = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal is closed once the command is done
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(leader)
-        if follower != -1:
-            os.close(follower)
+    result, text = on_terminal(["call", "GET", "/nodes/admin"], stream="stdout", env=_env(server))
     assert result.returncode == 0, result.stderr
-    text = output.decode().replace("\r\n", "\n")
     assert text.startswith('{\n  "key_id": "admin",\n') and json.loads(text)["key_id"] == "admin"
 
 

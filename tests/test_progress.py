@@ -1,13 +1,9 @@
 """Progress of long commands: a bar with rate and ETA on a terminal, nothing when piped."""
 
 import io
-import os
-import pty
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import Server, new_uuid, orchestrator
+from conftest import Server, new_uuid, on_terminal, orchestrator
 
 from orchestrator.progress import ProgressBar
 
@@ -48,23 +44,5 @@ def test_replay_and_verify_stay_quiet_when_piped(fresh_server: Server) -> None:
     assert "replayed 4 of 4 entries" in orchestrator("replay", "--data-dir", str(data)).stdout
 
     # The same command on a terminal draws the bar.
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run([sys.executable, "-m", "orchestrator", "replay", "--data-dir", str(data)],
-                                stdout=subprocess.PIPE, stderr=follower, text=True)
-        os.close(follower)
-        follower = -1
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal is closed once the command is done
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(leader)
-        if follower != -1:
-            os.close(follower)
-    assert result.returncode == 0 and "replay [" in shown.decode() and "4/4" in shown.decode()
+    result, shown = on_terminal(["replay", "--data-dir", str(data)], stream="stderr")
+    assert result.returncode == 0 and "replay [" in shown and "4/4" in shown
