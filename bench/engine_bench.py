@@ -32,34 +32,28 @@ def _submit_all(ledger: Ledger, requests_: list) -> None:
         future.result()
 
 
-def build_entries(n: int) -> Path:
-    """A ledger of about n entries: a problem, then /data writes of one uuid each."""
-    data = Path(tempfile.mkdtemp(prefix="bench-entries-")) / "data"
+def _new_ledger(prefix: str, size_train_dataset: int) -> tuple[Path, bytes, Ledger, str]:
+    """A fresh ledger in a temp dir, open in-process, with one problem; its dir, admin key, ledger, problem."""
+    data = Path(tempfile.mkdtemp(prefix=prefix)) / "data"
     init(data)
     key = (data / "keys" / "admin.pem").read_bytes()
     ledger = Ledger.open(LedgerConfig(data_dir=data))
     problem = new_uuid()
-    _submit_all(
-        ledger,
-        [
-            signed_request(
-                key,
-                "admin",
-                "POST",
-                "/problem",
-                {"uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 5},
-            )
-        ],
-    )
+    body = {"uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": size_train_dataset}
+    _submit_all(ledger, [signed_request(key, "admin", "POST", "/problem", body)])
+    return data, key, ledger, problem
+
+
+def build_entries(n: int) -> Path:
+    """A ledger of n entries: genesis, a problem, then /data writes of one uuid each."""
+    data, key, ledger, problem = _new_ledger("bench-entries-", 5)
     done = 2
     while done < n:
         batch = min(CHUNK, n - done)
+        body = {"problems": problem}
         _submit_all(
             ledger,
-            [
-                signed_request(key, "admin", "POST", "/data", {"uuid": new_uuid(), "problems": problem})
-                for _ in range(batch)
-            ],
+            [signed_request(key, "admin", "POST", "/data", {**body, "uuid": new_uuid()}) for _ in range(batch)],
         )
         done += batch
     ledger.close()
@@ -68,23 +62,7 @@ def build_entries(n: int) -> Path:
 
 def build_learnuplets(n: int, algos: int = 100) -> tuple[Path, str]:
     """A ledger holding about n learnuplets over `algos` algos; returns it and one algo uuid."""
-    data = Path(tempfile.mkdtemp(prefix="bench-uplets-")) / "data"
-    init(data)
-    key = (data / "keys" / "admin.pem").read_bytes()
-    ledger = Ledger.open(LedgerConfig(data_dir=data))
-    problem = new_uuid()
-    _submit_all(
-        ledger,
-        [
-            signed_request(
-                key,
-                "admin",
-                "POST",
-                "/problem",
-                {"uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1},
-            )
-        ],
-    )
+    data, key, ledger, problem = _new_ledger("bench-uplets-", 1)
     algo_ids = [new_uuid() for _ in range(algos)]
     _submit_all(
         ledger,
