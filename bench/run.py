@@ -29,15 +29,23 @@ def main() -> None:
         levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 5_000, 100_000, 1_000_000, 1_000_000, 1_000_000
         small_uplets, few = 10_000, 10_000
     started = time.monotonic()
-    rows = http_bench.measure(levels, per_level)
+    rows: list = []
+
+    def add(new_rows: list) -> None:  # print as we go: a late failure must not lose the figures
+        rows.extend(new_rows)
+        for row in new_rows:
+            print(f"  measured: {row.figure}: {row.value:.1f} {row.unit} (ceiling {row.ceiling:.1f})", flush=True)
+
+    add(http_bench.measure(levels, per_level))
     ledger = engine_bench.build_entries(entries)
-    rows += engine_bench.replay_rows(ledger)
-    rows += engine_bench.verify_rows(ledger)
-    rows += engine_bench.proof_rows(1_000, tree)  # in-process: the tree reads alone
-    rows += engine_bench.query_rows(small_uplets, uplets)
+    add(engine_bench.replay_rows(ledger))
+    add(engine_bench.verify_rows(ledger))
+    add(engine_bench.proof_rows(1_000, tree))  # in-process: the tree reads alone
+    add(engine_bench.query_rows(small_uplets, uplets))
     small = engine_bench.build_entries(few)
     big = ledger if many == entries else engine_bench.build_entries(many)
-    rows += engine_bench.served_rows(small, big, few, many)
+    add(engine_bench.served_rows(small, big, few, many))
+    print()
     print_table(rows)
     print(f"\n({'quick' if args.quick else 'full'} run, {time.monotonic() - started:.0f} s)")
 
