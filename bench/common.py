@@ -87,62 +87,30 @@ def _wait(url: str, process: subprocess.Popen) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def ledger_server(data_dir: Path) -> Server:
-    port = free_port()
+def _spawn(args: list[str], port: int) -> Server:
+    """Start a server process in its own session and wait until it answers on the port."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--threads",
-            str(THREADS),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        [sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     _wait(url, process)
     return Server(process, url)
+
+
+def ledger_server(data_dir: Path) -> Server:
+    port = free_port()
+    bind = f"127.0.0.1:{port}"
+    return _spawn(
+        ["orchestrator", "serve", "--data-dir", str(data_dir), "--bind", bind, "--threads", str(THREADS)], port
+    )
 
 
 def bare_server() -> Server:
     """A bare Falcon app under the same gunicorn settings (one worker, gthread, same threads)."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "1",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(THREADS),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--keep-alive",
-            "5",
-            "--backlog",
-            "2048",
-            "--no-control-socket",
-            "--chdir",
-            str(ROOT / "bench"),
-            "bare_app:app",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait(url, process)
-    return Server(process, url)
+    settings = ["--workers", "1", "--worker-class", "gthread", "--threads", str(THREADS), "--keep-alive", "5"]
+    settings += ["--backlog", "2048", "--no-control-socket", "--bind", f"127.0.0.1:{port}"]
+    return _spawn(["gunicorn", *settings, "--chdir", str(ROOT / "bench"), "bare_app:app"], port)
 
 
 @dataclass
