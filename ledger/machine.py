@@ -205,7 +205,11 @@ def nonce_key(key_id: str, nonce: str) -> bytes:
 
 def authorize(view: Readable, key_id: str, role: str | None) -> dict[str, Any]:
     """The key's membership if it is active and holds role (None: any role). Raises Auth/Forbidden."""
-    record = member(view, key_id)
+    return check_member(member(view, key_id), key_id, role)
+
+
+def check_member(record: dict[str, Any] | None, key_id: str, role: str | None) -> dict[str, Any]:
+    """authorize() on a membership record already read."""
     if record is None:
         raise AuthError(f"unknown key id {key_id!r}")
     if record["revoked"]:

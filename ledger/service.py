@@ -108,14 +108,17 @@ class Ledger:
 
     # -- authentication ------------------------------------------------------
 
-    def _public_key(self, key_id: str) -> ed25519.VerifyKey | None:
-        record = machine.member(self.state, key_id)
-        return None if record is None else ed25519.verify_key(record["public_key"])
-
     def authenticate(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
         """Verify signature, key status, role and time window. Raises AuthError/ForbiddenError."""
-        signer = httpsig.verify_request(request, self._public_key)
-        machine.authorize(self.state, signer.key_id, role)
+        records: dict[str, dict | None] = {}  # the membership record is read once per request
+
+        def public_key(key_id: str) -> ed25519.VerifyKey | None:
+            records[key_id] = record = machine.member(self.state, key_id)
+            return None if record is None else ed25519.verify_key(record["public_key"])
+
+        signer = httpsig.verify_request(request, public_key)
+        record = records[signer.key_id] if signer.key_id in records else machine.member(self.state, signer.key_id)
+        machine.check_member(record, signer.key_id, role)
         httpsig.check_window(signer.params, int(self.clock()), self.window)
         return signer
 
