@@ -30,10 +30,7 @@ def status_of(error: errors.LedgerError) -> str:
 
 
 def handle_ledger_error(req: falcon.Request, resp: falcon.Response, error: errors.LedgerError, params: Any) -> None:
-    status = status_of(error)
-    if isinstance(error, errors.AuthError):
-        log.warning("rejected signature: %s", error.message)
-    raise falcon.HTTPError(status, title=error.title, description=error.message)
+    raise falcon.HTTPError(status_of(error), title=error.title, description=error.message)
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:

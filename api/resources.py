@@ -1,7 +1,6 @@
 """REST resources: parse and shape; the ledger does the work."""
 
 import re
-from collections.abc import Callable
 
 import falcon
 import orjson
@@ -102,8 +101,6 @@ class Worker(Authenticated):
     def on_post(self, req: falcon.Request, resp: falcon.Response, kind: str, uuid: str) -> None:
         self._write(req, resp)
 
-
-Factory = Callable[[Ledger, int], Authenticated]
 
 
 class Nodes(Authenticated):

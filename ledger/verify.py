@@ -24,10 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger import checkpoint, ed25519, httpsig, keys, machine, merkle
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError
-from ledger.state import APPLIED_KEY, DIGEST_KEY, EMPTY_DIGEST, GENESIS_KEY
+from ledger.state import APPLIED_KEY, DIGEST_KEY, EMPTY_DIGEST, GENESIS_KEY, Progress
 from ledger.store import Store
-
-Progress = Callable[[int, int], None]
 
 
 class VerificationError(IntegrityError):
