@@ -14,8 +14,10 @@ nonce, the signature fingerprint (for safe resends) and the outcome.
 
 import hashlib
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ledger import canonical, httpsig, membership, schema, uplets
@@ -161,17 +163,26 @@ def route_of(method: str, path: str) -> tuple[Route, list[str]]:
 
 
 def member(view: Readable, key_id: str) -> dict[str, Any] | None:
-    """The membership record of a key id, or None if it was never registered."""
+    """The membership record of a key id, or None if it was never registered.
+
+    The record is shared (decoded once per distinct stored bytes): read it, never change it.
+    """
     raw = view.get(member_key(key_id))
-    return None if raw is None else canonical.loads(raw)
+    return None if raw is None else _decoded(raw)
 
 
 def config(view: Readable) -> dict[str, Any]:
+    """The ledger's settings from its genesis (shared, like a membership record: read only)."""
     raw = view.get(b"m/config")
     if raw is None:
         raise LedgerError("the ledger has no genesis")
-    result: dict[str, Any] = canonical.loads(raw)
-    return result
+    return _decoded(raw)
+
+
+@lru_cache(maxsize=4096)
+def _decoded(raw: bytes) -> Any:
+    """canonical.loads of records every transaction reads and few change (config, membership)."""
+    return canonical.loads(raw)
 
 
 def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
@@ -254,11 +265,11 @@ def write_set_digest(previous: bytes, seq: int, writes: dict[bytes, bytes | None
     parts = [previous, n8(seq)]
     for key in sorted(writes):
         value = writes[key]
-        parts.append(len(key).to_bytes(4, "big"))
-        parts.append(key)
         if value is None:
-            parts.append(b"\x00")
+            parts.append(_U32(len(key)) + key + b"\x00")
         else:
-            parts.append(b"\x01" + len(value).to_bytes(4, "big"))
-            parts.append(value)
+            parts.append(_U32(len(key)) + key + b"\x01" + _U32(len(value)) + value)
     return hashlib.sha256(b"".join(parts)).digest()
+
+
+_U32 = struct.Struct(">I").pack

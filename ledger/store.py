@@ -98,7 +98,10 @@ class LevelStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self._failed: str | None = None  # why the last write failed, until a reopen succeeds
-        self._gate = threading.Condition()  # guards _db, _users, _reopening, _generation
+        # Guards _db, _users, _reopening, _generation. Reads pass it twice, so the hot paths take the
+        # bare lock (a C-level context manager); the Condition on it serves the rare waits.
+        self._lock = threading.Lock()
+        self._gate = threading.Condition(self._lock)
         self._users = 0  # reads and writes running on _db
         self._reopening = False
         self._generation = 0  # counts reopens, so that a scan notices one and seeks again
@@ -116,7 +119,11 @@ class LevelStore:
             raise StorageError(f"cannot open {path}: {_reason(e)}") from e
 
     def _enter(self) -> plyvel.DB:
-        with self._gate:
+        with self._lock:
+            db = self._db
+            if db is not None and not self._reopening:
+                self._users += 1
+                return db
             while self._reopening:
                 self._gate.wait()
             if self._db is None:  # closed, or a reopen failed: try again (nobody is using it)
@@ -129,7 +136,7 @@ class LevelStore:
             return self._db
 
     def _leave(self) -> None:
-        with self._gate:
+        with self._lock:
             self._users -= 1
             if self._reopening and self._users == 0:
                 self._gate.notify_all()
@@ -191,11 +198,22 @@ class LevelStore:
             ) from e
 
     def get(self, key: bytes) -> bytes | None:
-        db = self._enter()
+        # _enter and _leave inlined: this is the state machine's and the API's every read.
+        with self._lock:
+            db = self._db
+            if db is not None and not self._reopening:
+                self._users += 1
+            else:
+                db = None
+        if db is None:
+            db = self._enter()
         try:
             return db.get(key)
         finally:
-            self._leave()
+            with self._lock:
+                self._users -= 1
+                if self._reopening and self._users == 0:
+                    self._gate.notify_all()
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         first = start if start is not None and start > prefix else prefix

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -170,10 +170,9 @@ class Writer:
             if earlier is not None:
                 results.append((item, self._original(overlay, int.from_bytes(earlier, "big"))))
                 continue
-            entry = Entry(seq=seq, time_ms=now_ms, key_id=item.key_id, request=item.request)
-            raw = encode(entry)
+            raw = encode(Entry(seq=seq, time_ms=now_ms, key_id=item.key_id, request=item.request))
             try:
-                writes, outcome = machine.apply(overlay, replace(entry, raw=raw))
+                writes, outcome = machine.apply(overlay, Entry(seq, now_ms, item.key_id, item.request, raw=raw))
             except LedgerError as e:
                 results.append((item, e))
                 continue
