@@ -27,6 +27,10 @@ import plyvel  # type: ignore[import-untyped]
 import pytest
 from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
 
+from ledger.config import LedgerConfig
+from ledger.local import LocalSource
+from ledger.verify import VerificationError, verify
+
 SIZE = 13
 OLD_SIZE = 8
 
@@ -393,3 +397,40 @@ def test_tampered_copy_fails_at_the_right_place(
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.match(expected, lines[0]), f"expected {expected!r}, got {result.stderr!r}"
+
+
+@pytest.mark.parametrize("name, tamper", [(c[0], c[1]) for c in CASES], ids=[c[0] for c in CASES])
+def test_signature_worker_processes_report_the_same_failure(
+    built: Built, tmp_path: Path, name: str, tamper: Tamper
+) -> None:
+    """Big ledgers check signatures in worker processes, small ones on threads: same verdicts."""
+    copy = _copy(built, tmp_path)
+    if name in SWAP_STATE:
+        shutil.rmtree(copy / "state")
+        shutil.copytree(built.other_dir / "state", copy / "state")
+    log, state = plyvel.DB(str(copy / "log")), plyvel.DB(str(copy / "state"))
+    try:
+        tamper(log, state, copy, built)
+    finally:
+        log.close()
+        state.close()
+    verdicts = []
+    for processes in (0, 1):
+        with LocalSource(LedgerConfig(data_dir=copy)) as source, pytest.raises(VerificationError) as caught:
+            verify(source, processes=processes)
+        verdicts.append((caught.value.where, caught.value.reason))
+    assert verdicts[0] == verdicts[1]
+
+
+def test_signature_worker_processes_pass_an_untampered_copy(built: Built, tmp_path: Path) -> None:
+    copy = _copy(built, tmp_path)
+    reports = []
+    for processes in (0, 1):
+        with LocalSource(LedgerConfig(data_dir=copy)) as source:
+            reports.append(verify(source, processes=processes))
+    assert reports[0].entries == reports[1].entries == SIZE
+    assert (reports[0].root, reports[0].state_digest, reports[0].signers) == (
+        reports[1].root,
+        reports[1].state_digest,
+        reports[1].signers,
+    )
