@@ -52,6 +52,8 @@ class Metrics:
             "orchestrator_state_lag_entries", "Log entries not yet applied to the state store", registry=r
         )
 
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def watch(self, ledger: Watched) -> None:
         """Read the log size and state lag from ``ledger`` at each scrape."""
         self.log_size.set_function(lambda: ledger.head()[0])
@@ -62,8 +64,14 @@ class Metrics:
         self.commit_seconds.observe(seconds)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        # labels() parses and validates its arguments on every call; the label sets are few
+        # (route templates x methods x statuses), so their children are looked up once.
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+            self._children[(route, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def signature_failure(self, reason: str) -> None:
         self.signature_failures.labels(reason).inc()
