@@ -14,6 +14,7 @@ The first failure raises :class:`VerificationError` naming the entry or part.
 
 import multiprocessing
 import os
+import signal
 import time
 import warnings
 from collections import deque
@@ -226,7 +227,7 @@ class _SignatureChecks:
             # no logging), so its other threads do not matter; spawn and forkserver would run the
             # caller's __main__ again in every worker. Start them all now, before the replay grows.
             context = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+            self.pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_worker_init)
             with warnings.catch_warnings():  # Python 3.12+ warns about any fork of a threaded process
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.pool.submit(int).result()
@@ -271,6 +272,11 @@ class _SignatureChecks:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_init() -> None:
+    """A Ctrl-C reaches the whole process group: the parent handles it and stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_batch(batch: list[tuple[int, bytes, str | None]]) -> list[tuple[int, str]]:

@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         return int(args.func(args))
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return 130  # the shell's code for a SIGINT
     except SettingsError as e:
         print(f"orchestrator: error: {e}", file=sys.stderr)
         return 2

@@ -172,3 +172,28 @@ def test_keys_new_defaults_to_the_data_dirs_keys_and_validates(tmp_path: Path) -
     bad_role = orchestrator("keys", "new", "dave", "--roles", "wizard", "--data-dir", str(data), check=False, env=env)
     assert bad_role.returncode == 2 and "unknown role 'wizard'" in bad_role.stderr
     assert sorted(p.name for p in (data / "keys").iterdir()) == ["carol.pem"]
+
+
+def test_ctrl_c_exits_130_without_a_traceback(server: Server) -> None:
+    """A node that accepts the connection and never answers: the user gives up with Ctrl-C."""
+    import signal
+    import socket
+    import time
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "call", "--url", url, "GET", "/ledger/head"],
+            env=_env(server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        connection, _ = silent.accept()  # the request is on its way; the answer never comes
+        with connection:
+            time.sleep(0.2)
+            os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip() == "orchestrator: interrupted" and out == ""
