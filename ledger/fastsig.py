@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ledger import ed25519
 from ledger.entry import SignedRequest
@@ -53,8 +54,14 @@ class Parsed:
 def parse(request: SignedRequest) -> Parsed | None:
     """The signature in the common canonical shape, or None to use the general path."""
     headers = request.headers
-    sig_input = _INPUT.fullmatch(headers.get("signature-input", ""))
-    signature = _SIGNATURE.fullmatch(headers.get("signature", ""))
+    return _parse(headers.get("signature-input", ""), headers.get("signature", ""))
+
+
+@lru_cache(maxsize=4096)  # authentication and the signature parameters both ask, per request
+def _parse(signature_input: str, signature_field: str) -> Parsed | None:
+    """parse() on the two header values (its result is shared: read it, never change it)."""
+    sig_input = _INPUT.fullmatch(signature_input)
+    signature = _SIGNATURE.fullmatch(signature_field)
     if sig_input is None or signature is None or sig_input.group(1) != signature.group(1):
         return None
     text = sig_input.group(2)
@@ -74,10 +81,15 @@ def parse(request: SignedRequest) -> Parsed | None:
     return Parsed(components, text, params, raw_signature)
 
 
+@lru_cache(maxsize=256)  # a signature covers several derived components of one target
+def _url(target: str) -> re.Match[str] | None:
+    return _URL.fullmatch(target)
+
+
 def _component_value(request: SignedRequest, name: str) -> str | None:
     """A component's value as the library computes it, or None when the fast path cannot say."""
     if name.startswith("@"):
-        url = _URL.fullmatch(request.target)
+        url = _url(request.target)
         if url is None or name not in _DERIVED or request.method in ("OPTIONS", "CONNECT"):
             return None
         if not request.method.isascii() or request.method != request.method.upper():
