@@ -68,6 +68,22 @@ class Server:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
+    def usage(self) -> tuple[float, int]:
+        """The worker's CPU seconds (user + system) and context switches so far, over all its threads."""
+        pid, cpu, switches = self.worker_pid(), 0.0, 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                status = (task / "status").read_text()
+            except FileNotFoundError:  # a thread that just ended
+                continue
+            cpu += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+            for line in status.splitlines():
+                name, _, value = line.partition(":")
+                if name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                    switches += int(value)
+        return cpu, switches
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

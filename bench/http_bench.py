@@ -78,12 +78,23 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
         for _ in range(claims_needed):
             _post(url, key, "/algo", {"uuid": new_uuid(), "name": "setup", "problem": p_uplets})
         uplets = _todo_learnuplets(url, key, p_uplets)
+        diagnostics: list[Row] = []
         for clients in clients_levels:
             per = max(4, requests_per_level // clients)
             plans = [_mix(per, uplets, p_data, p_algo) for _ in range(clients)]
+            used = ledger.usage()
             n, secs, statuses, _, _ = run_load(url, key_file, plans)
+            cpu, switches = _since(ledger, used)
             bare_plans = [[("POST", "/data", body) for _, _, body in plan] for plan in plans]
+            used = bare.usage()
             bn, bsecs, _, _, _ = run_load(bare.url, key_file, bare_plans)
+            bare_cpu, bare_switches = _since(bare, used)
+            if clients == 32:  # where the time goes: the worker's CPU and context switches per request
+                label = "  (diagnostic) {} per write, 32 clients"
+                diagnostics = [
+                    Row(label.format("server CPU"), cpu / n * 1e6, bare_cpu / bn * 1e6, "us", ""),
+                    Row(label.format("context switches"), switches / n, bare_switches / bn, "", ""),
+                ]
             errors = {s: c for s, c in statuses.items() if s not in (200, 201)}
             goal = ">= 0.60 of ceiling and >= 1500/s" if clients == 32 else ""
             rows.append(
@@ -95,6 +106,7 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
                     goal,
                 )
             )
+        rows.extend(diagnostics)
         # Signed GET by uuid under 32 clients.
         documents = [("GET", f"/algo/{u}", None) for u in _algo_uuids(url, key, p_uplets)]
         per = max(20, requests_per_level // 32)
@@ -107,6 +119,12 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
         ledger.stop()
         bare.stop()
     return rows
+
+
+def _since(server, before: tuple[float, int]) -> tuple[float, int]:
+    """The server's CPU seconds and context switches since `before` (an earlier server.usage())."""
+    cpu, switches = server.usage()
+    return cpu - before[0], switches - before[1]
 
 
 def _algo_uuids(url: str, key: bytes, problem: str) -> list[str]:
