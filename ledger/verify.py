@@ -137,14 +137,10 @@ def verify(
     signers: set[str] = set()
     last_time = 0
     origin, node_public = "", None
-    mismatch: int | None = None  # first entry whose bytes differ from its stored leaf hash
     checks = _SignatureChecks(size, processes)
     try:
         for seq, raw in _guarded(source.raws(0, size)):
             leaf = merkle.leaf_hash(raw)
-            stored_leaf = source.stored_leaf(seq)
-            if mismatch is None and stored_leaf is not None and stored_leaf != leaf:
-                mismatch = seq
             try:
                 entry = decode(raw)
             except IntegrityError as e:
@@ -157,7 +153,8 @@ def verify(
                 checks.collect(signers)
             except LedgerError as e:
                 checks.collect(signers, before=seq)  # an earlier bad signature is the first failure
-                if mismatch is not None and mismatch < seq:
+                mismatch = _first_mismatch(source, leaves)
+                if mismatch is not None:
                     raise _altered(mismatch) from e  # the earlier change is the cause
                 if isinstance(e, VerificationError):
                     raise
@@ -173,7 +170,8 @@ def verify(
                 progress(seq + 1, size)
         checks.collect(signers, before=size)
     except VerificationError as e:
-        if isinstance(e.where, int) and mismatch is not None and mismatch < e.where:
+        mismatch = _first_mismatch(source, leaves[: e.where]) if isinstance(e.where, int) else None
+        if mismatch is not None:
             raise _altered(mismatch) from e
         raise
     finally:
@@ -184,8 +182,10 @@ def verify(
     nodes = merkle.integrate(0, leaves, lambda key: None)
     tree = merkle.Tree(nodes.get)
     root = tree.root(size)
-    if mismatch is not None and _signed_root(note, origin, node_public) != root:
-        raise _altered(mismatch)  # else the entries are as signed and the stored tree node is wrong
+    if _signed_root(note, origin, node_public) != root:
+        mismatch = _first_mismatch(source, leaves)
+        if mismatch is not None:
+            raise _altered(mismatch)  # else the entries are as signed and the stored tree node is wrong
     stored = source.stored_nodes()
     if stored is not None:
         _check_nodes(stored, nodes, log_size)
@@ -317,6 +317,19 @@ def _check_entry(entry: Entry, seq: int, last_time: int) -> int:
     elif entry.request is None:
         raise VerificationError(seq, "only entry 0 may be a genesis entry")
     return entry.time_ms
+
+
+def _first_mismatch(source: Source, leaves: list[bytes]) -> int | None:
+    """The first entry whose leaf hash differs from the one the source stored when it appended it.
+
+    Asked only once something failed: a changed entry is then named as the cause, rather than
+    whatever later check its change happened to trip.
+    """
+    for seq, leaf in enumerate(leaves):
+        stored = source.stored_leaf(seq)
+        if stored is not None and stored != leaf:
+            return seq
+    return None
 
 
 def _altered(seq: int) -> VerificationError:
