@@ -4,6 +4,8 @@ Labels are bounded: route templates (``/{collection}/{uuid}``, never a concrete 
 statuses and short refusal reasons. No key id, uuid or body ever becomes a label.
 """
 
+import threading
+from collections import deque
 from typing import Protocol
 
 import falcon
@@ -53,6 +55,8 @@ class Metrics:
         )
 
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._observed: deque[tuple[str, str, int, float]] = deque()
+        self._moving = threading.Lock()
 
     def watch(self, ledger: Watched) -> None:
         """Read the log size and state lag from ``ledger`` at each scrape."""
@@ -64,19 +68,36 @@ class Metrics:
         self.commit_seconds.observe(seconds)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count a request. Request threads only queue it (an atomic append: prometheus_client's
+        per-value locks, taken by 32 busy threads, made them wait on each other); whoever finds
+        the queue long, or a scrape, moves the queue into the metrics."""
+        self._observed.append((route, method, status, seconds))
+        if len(self._observed) >= self.QUEUED and self._moving.acquire(blocking=False):
+            try:
+                self._move_observed()
+            finally:
+                self._moving.release()
+
+    QUEUED = 256  # observations queued before a request thread moves them
+
+    def _move_observed(self) -> None:
         # labels() parses and validates its arguments on every call; the label sets are few
         # (route templates x methods x statuses), so their children are looked up once.
-        children = self._children.get((route, method, status))
-        if children is None:
-            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
-            self._children[(route, method, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        while self._observed:
+            route, method, status, seconds = self._observed.popleft()
+            children = self._children.get((route, method, status))
+            if children is None:
+                children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+                self._children[(route, method, status)] = children
+            children[0].inc()
+            children[1].observe(seconds)
 
     def signature_failure(self, reason: str) -> None:
         self.signature_failures.labels(reason).inc()
 
     def render(self) -> bytes:
+        with self._moving:
+            self._move_observed()
         return generate_latest(self.registry)
 
 

@@ -103,11 +103,10 @@ def _wait(url: str, process: subprocess.Popen) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _spawn(args: list[str], port: int) -> Server:
-    """Start a server process in its own session and wait until it answers on the port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+def spawn(args: list[str], port: int, *, module: bool = True) -> Server:
+    """Start a server process (python -m ARGS, or python ARGS) in its own session; wait until it answers."""
+    command = [sys.executable, "-m", *args] if module else [sys.executable, *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait(url, process)
     return Server(process, url)
@@ -116,7 +115,7 @@ def _spawn(args: list[str], port: int) -> Server:
 def ledger_server(data_dir: Path) -> Server:
     port = free_port()
     bind = f"127.0.0.1:{port}"
-    return _spawn(
+    return spawn(
         ["orchestrator", "serve", "--data-dir", str(data_dir), "--bind", bind, "--threads", str(THREADS)], port
     )
 
@@ -126,7 +125,7 @@ def bare_server() -> Server:
     port = free_port()
     settings = ["--workers", "1", "--worker-class", "gthread", "--threads", str(THREADS), "--keep-alive", "5"]
     settings += ["--backlog", "2048", "--no-control-socket", "--bind", f"127.0.0.1:{port}"]
-    return _spawn(["gunicorn", *settings, "--chdir", str(ROOT / "bench"), "bare_app:app"], port)
+    return spawn(["gunicorn", *settings, "--chdir", str(ROOT / "bench"), "bare_app:app"], port)
 
 
 @dataclass

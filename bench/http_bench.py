@@ -29,7 +29,7 @@ def run_load(url: str, key_file: Path, plans: list[list[tuple[str, str, object]]
     return result
 
 
-def _post(url: str, key: bytes, path: str, body: object) -> dict:
+def post(url: str, key: bytes, path: str, body: object) -> dict:
     prepared = sign_prepared(url, key, "admin", "POST", path, body)
     response = requests.Session().send(prepared)
     assert response.status_code in (200, 201), response.text
@@ -70,13 +70,13 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
         url = ledger.url
         p_uplets, p_data, p_algo = new_uuid(), new_uuid(), new_uuid()
         for p in (p_uplets, p_data, p_algo):
-            _post(
+            post(
                 url, key, "/problem", {"uuid": p, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
             )
-        _post(url, key, "/data", {"uuid": new_uuid(), "problems": p_uplets})
+        post(url, key, "/data", {"uuid": new_uuid(), "problems": p_uplets})
         claims_needed = sum(requests_per_level // 4 + 2 * c for c in clients_levels)
         for _ in range(claims_needed):
-            _post(url, key, "/algo", {"uuid": new_uuid(), "name": "setup", "problem": p_uplets})
+            post(url, key, "/algo", {"uuid": new_uuid(), "name": "setup", "problem": p_uplets})
         uplets = _todo_learnuplets(url, key, p_uplets)
         diagnostics: list[Row] = []
         for clients in clients_levels:
@@ -84,11 +84,11 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
             plans = [_mix(per, uplets, p_data, p_algo) for _ in range(clients)]
             used = ledger.usage()
             n, secs, statuses, _, _ = run_load(url, key_file, plans)
-            cpu, switches = _since(ledger, used)
+            cpu, switches = usage_since(ledger, used)
             bare_plans = [[("POST", "/data", body) for _, _, body in plan] for plan in plans]
             used = bare.usage()
             bn, bsecs, _, _, _ = run_load(bare.url, key_file, bare_plans)
-            bare_cpu, bare_switches = _since(bare, used)
+            bare_cpu, bare_switches = usage_since(bare, used)
             if clients == 32:  # where the time goes: the worker's CPU and context switches per request
                 label = "  (diagnostic) {} per write, 32 clients"
                 diagnostics = [
@@ -121,7 +121,7 @@ def measure(clients_levels: list[int], requests_per_level: int) -> list[Row]:
     return rows
 
 
-def _since(server, before: tuple[float, int]) -> tuple[float, int]:
+def usage_since(server, before: tuple[float, int]) -> tuple[float, int]:
     """The server's CPU seconds and context switches since `before` (an earlier server.usage())."""
     cpu, switches = server.usage()
     return cpu - before[0], switches - before[1]

@@ -14,23 +14,32 @@ from collections import deque
 class NonceCache:
     def __init__(self, window_s: int) -> None:
         self.window_s = window_s
-        self._seen: dict[tuple[str, str], bytes] = {}
+        self._seen: dict[tuple[str, str], tuple[bytes]] = {}  # (key id, nonce) -> (fingerprint,)
         self._expiry: deque[tuple[int, tuple[str, str]]] = deque()
-        self._lock = threading.Lock()
+        self._pruning = threading.Lock()
 
     def claim(self, key_id: str, nonce: str, fingerprint: bytes, created: int, now_s: int, *, resend: bool) -> bool:
         """Record the nonce for this signature; False if it was used before.
 
-        With resend=True (writes), the exact same signature may use it again.
+        With resend=True (writes), the exact same signature may use it again. Without a lock:
+        dict.setdefault is atomic, so of two concurrent claims exactly one inserts (request
+        threads waiting on a shared lock here cost every request context switches under load).
         """
-        with self._lock:
-            while self._expiry and self._expiry[0][0] < now_s:
-                self._seen.pop(self._expiry.popleft()[1], None)
-            item = (key_id, nonce)
-            seen = self._seen.get(item)
-            if seen is not None:
-                return resend and seen == fingerprint
-            self._seen[item] = fingerprint
-            # A signature stays acceptable until created + window; remember it at least that long.
-            self._expiry.append((max(created, now_s) + self.window_s, item))
-            return True
+        self._prune(now_s)
+        item = (key_id, nonce)
+        mine = (fingerprint,)  # a new object: whether it went in tells whether this claim came first
+        seen = self._seen.setdefault(item, mine)
+        if seen is not mine:
+            return resend and seen[0] == fingerprint
+        # A signature stays acceptable until created + window; remember it at least that long.
+        self._expiry.append((max(created, now_s) + self.window_s, item))
+        return True
+
+    def _prune(self, now_s: int) -> None:
+        """Forget nonces whose signatures can no longer be accepted (one pruner at a time)."""
+        if self._expiry and self._expiry[0][0] < now_s and self._pruning.acquire(blocking=False):
+            try:
+                while self._expiry and self._expiry[0][0] < now_s:
+                    self._seen.pop(self._expiry.popleft()[1], None)
+            finally:
+                self._pruning.release()

@@ -2,10 +2,15 @@
 
 A record's message becomes ``"message"``; the structured fields a caller passes as
 ``extra={"fields": {...}}`` are merged in. gunicorn's loggers are left as they are.
+
+Lines are written by a background thread (:class:`BufferedLines`): info lines within 50 ms,
+warnings and errors at once.
 """
 
 import logging
 import sys
+import threading
+from collections import deque
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -30,9 +35,65 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class BufferedLines(logging.Handler):
+    """Formats records in the caller's thread; a background thread writes them, every `interval`.
+
+    A request thread only appends its line to a deque: no handler lock and no write() of its own.
+    With the usual lock and a write per line, 32 busy request threads queued on each other and on
+    the GIL behind every log line: bench/decompose.py measured ~300 us of server CPU and 10
+    context switches per request for that line. Warnings and errors are written at once, with
+    whatever is queued before them, so their order holds.
+    """
+
+    def __init__(self, stream: IO[str], interval: float = 0.05) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self._lines: deque[str] = deque()
+        self._writing = threading.Lock()  # one writer at a time keeps lines in order
+        self._closed = threading.Event()
+        threading.Thread(target=self._run, name="log-writer", daemon=True).start()
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if not self.filter(record):
+            return False
+        self.emit(record)  # without the handler lock: deque.append is atomic
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._writing:
+            lines = []
+            while self._lines:
+                lines.append(self._lines.popleft())
+            if lines:
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):  # stderr closed or gone: nothing else to tell it to
+                    pass
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        super().close()
+
+
 def configure(level: str, stream: IO[str] | None = None) -> None:
     """Send the ``orchestrator`` loggers, at ``level`` and above, to ``stream`` (stderr) as JSON lines."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = BufferedLines(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
     # A line per request: skip the record fields no format here shows (the caller's file and line,
     # thread and multiprocessing names), as the logging HOWTO's "Optimization" section describes.
@@ -41,6 +102,8 @@ def configure(level: str, stream: IO[str] | None = None) -> None:
     logging.logThreads = False
     logging.logMultiprocessing = False
     logger = logging.getLogger(ROOT)
+    for old in logger.handlers:
+        old.close()
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False

@@ -111,8 +111,14 @@ def test_one_json_log_line_per_request_without_signatures_or_bodies(fresh_server
     assert read.status_code == 200
     assert requests.get(server.url + "/nodes", timeout=10).status_code == 401
 
-    lines = _json_lines(log_file)
-    requests_logged = [line for line in lines if line["logger"] == "orchestrator.request"]
+    # Info lines reach the log within 50 ms (a background thread writes them): wait for the last.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = _json_lines(log_file)
+        requests_logged = [line for line in lines if line["logger"] == "orchestrator.request"]
+        if any(line["route"] == "/nodes" for line in requests_logged) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     post = [line for line in requests_logged if line["method"] == "POST"]
     assert len(post) == 1
     assert post[0]["route"] == "/{collection}" and post[0]["status"] == 201 and post[0]["key_id"] == "admin"
