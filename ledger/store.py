@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from threading import get_ident
 from typing import Protocol
 
 import plyvel
@@ -98,11 +99,12 @@ class LevelStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self._failed: str | None = None  # why the last write failed, until a reopen succeeds
-        # Guards _db, _users, _reopening, _generation. Reads pass it twice, so the hot paths take the
-        # bare lock (a C-level context manager); the Condition on it serves the rare waits.
+        # Guards _db, _users, _reopening, _generation (get() passes without it, see there). The hot
+        # paths take the bare lock (a C-level context manager); the Condition on it serves the waits.
         self._lock = threading.Lock()
         self._gate = threading.Condition(self._lock)
-        self._users = 0  # reads and writes running on _db
+        self._users = 0  # scans and writes running on _db
+        self._readers: set[int] = set()  # threads inside get() on _db
         self._reopening = False
         self._generation = 0  # counts reopens, so that a scan notices one and seeks again
         self._db: plyvel.DB | None = self._open(create)
@@ -145,8 +147,8 @@ class LevelStore:
         """Close _db once no read or write runs on it (the caller holds the gate)."""
         self._reopening = True
         try:
-            while self._users:
-                self._gate.wait()
+            while self._users or self._readers:
+                self._gate.wait(0.001)  # get() does not notify: look again soon
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -198,22 +200,24 @@ class LevelStore:
             ) from e
 
     def get(self, key: bytes) -> bytes | None:
-        # _enter and _leave inlined: this is the state machine's and the API's every read.
-        with self._lock:
-            db = self._db
-            if db is not None and not self._reopening:
-                self._users += 1
-            else:
-                db = None
-        if db is None:
-            db = self._enter()
+        # The state machine's and the API's every read: no lock on the way (request threads
+        # queued on a shared one under load). A read announces itself in _readers (set.add is
+        # atomic), then looks at _reopening; a reopen sets _reopening, then waits until _readers
+        # is empty. Whichever comes second sees the other.
+        me = get_ident()
+        self._readers.add(me)
+        db = self._db
+        if db is not None and not self._reopening:
+            try:
+                return db.get(key)
+            finally:
+                self._readers.discard(me)
+        self._readers.discard(me)
+        db = self._enter()
         try:
             return db.get(key)
         finally:
-            with self._lock:
-                self._users -= 1
-                if self._reopening and self._users == 0:
-                    self._gate.notify_all()
+            self._leave()
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         first = start if start is not None and start > prefix else prefix
