@@ -37,7 +37,7 @@ class NonceCache:
 
     def _prune(self, now_s: int) -> None:
         """Forget nonces whose signatures can no longer be accepted (one pruner at a time)."""
-        if self._expiry and self._expiry[0][0] < now_s and self._pruning.acquire(blocking=False):
+        if self._pruning.acquire(blocking=False):  # only the pruner pops: the peek below is safe
             try:
                 while self._expiry and self._expiry[0][0] < now_s:
                     self._seen.pop(self._expiry.popleft()[1], None)
