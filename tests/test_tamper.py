@@ -341,6 +341,21 @@ def _copy(built: Built, tmp_path: Path) -> Path:
     return copy
 
 
+def _tampered_copy(built: Built, tmp_path: Path, name: str, tamper: Tamper) -> Path:
+    """A copy of the built data dir with the named case's tampering applied."""
+    copy = _copy(built, tmp_path)
+    if name in SWAP_STATE:
+        shutil.rmtree(copy / "state")
+        shutil.copytree(built.other_dir / "state", copy / "state")
+    log, state = plyvel.DB(str(copy / "log")), plyvel.DB(str(copy / "state"))
+    try:
+        tamper(log, state, copy, built)
+    finally:
+        log.close()
+        state.close()
+    return copy
+
+
 def _verify(copy: Path):
     return orchestrator("verify", "--data-dir", str(copy), check=False, timeout=60)
 
@@ -382,16 +397,7 @@ def test_untampered_copy_is_consistent_with_the_older_checkpoint(built: Built, t
 def test_tampered_copy_fails_at_the_right_place(
     built: Built, tmp_path: Path, name: str, tamper: Tamper, expected: str
 ) -> None:
-    copy = _copy(built, tmp_path)
-    if name in SWAP_STATE:
-        shutil.rmtree(copy / "state")
-        shutil.copytree(built.other_dir / "state", copy / "state")
-    log, state = plyvel.DB(str(copy / "log")), plyvel.DB(str(copy / "state"))
-    try:
-        tamper(log, state, copy, built)
-    finally:
-        log.close()
-        state.close()
+    copy = _tampered_copy(built, tmp_path, name, tamper)
     result = _verify(copy)
     assert result.returncode != 0, f"verify passed a tampered ledger ({name}): {result.stdout}"
     assert "Traceback" not in result.stderr, result.stderr
@@ -404,16 +410,7 @@ def test_signature_worker_processes_report_the_same_failure(
     built: Built, tmp_path: Path, name: str, tamper: Tamper
 ) -> None:
     """Big ledgers check signatures in worker processes, small ones on threads: same verdicts."""
-    copy = _copy(built, tmp_path)
-    if name in SWAP_STATE:
-        shutil.rmtree(copy / "state")
-        shutil.copytree(built.other_dir / "state", copy / "state")
-    log, state = plyvel.DB(str(copy / "log")), plyvel.DB(str(copy / "state"))
-    try:
-        tamper(log, state, copy, built)
-    finally:
-        log.close()
-        state.close()
+    copy = _tampered_copy(built, tmp_path, name, tamper)
     verdicts = []
     for processes in (0, 1):
         with LocalSource(LedgerConfig(data_dir=copy)) as source, pytest.raises(VerificationError) as caught:
