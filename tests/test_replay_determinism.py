@@ -317,14 +317,23 @@ def learndone_body(data: st.DataObject, doc: dict | None, status: str) -> dict:
     return {"status": status}
 
 
-def gen_learndone(data: st.DataObject, m: Model) -> list[Plan]:
-    doc = _pick_uplet(data, m.learn, "pending")
+def _report_target(
+    data: st.DataObject, m: Model, uplets: list[dict], outsiders: list[str]
+) -> tuple[dict | None, str, str | None, str]:
+    """A pending uplet to report on (or an unknown uuid), its claimer, and the reporting key:
+    mostly the claimer, else any compute key or one of `outsiders`."""
+    doc = _pick_uplet(data, uplets, "pending")
     uuid = doc["uuid"] if doc is not None else new_uuid(data)
     claimer = m.claims.get(uuid)
     if claimer is not None and data.draw(st.integers(0, 9)) > 1:
         key = claimer
     else:
-        key = data.draw(st.sampled_from(COMPUTE_KEYS + NOT_COMPUTE[:1]))
+        key = data.draw(st.sampled_from(COMPUTE_KEYS + outsiders))
+    return doc, uuid, claimer, key
+
+
+def gen_learndone(data: st.DataObject, m: Model) -> list[Plan]:
+    doc, uuid, claimer, key = _report_target(data, m, m.learn, NOT_COMPUTE[:1])
     status = data.draw(st.sampled_from(["done", "done", "failed"]))
     plan = Plan(key, "POST", f"/learndone/{uuid}", json=learndone_body(data, doc, status))
     if key not in COMPUTE_KEYS:
@@ -363,13 +372,7 @@ def gen_learndone(data: st.DataObject, m: Model) -> list[Plan]:
 
 
 def gen_preddone(data: st.DataObject, m: Model) -> list[Plan]:
-    doc = _pick_uplet(data, m.preds, "pending")
-    uuid = doc["uuid"] if doc is not None else new_uuid(data)
-    claimer = m.claims.get(uuid)
-    if claimer is not None and data.draw(st.integers(0, 9)) > 1:
-        key = claimer
-    else:
-        key = data.draw(st.sampled_from(COMPUTE_KEYS + NOT_COMPUTE[2:3]))
+    doc, uuid, claimer, key = _report_target(data, m, m.preds, NOT_COMPUTE[2:3])
     status = data.draw(st.sampled_from(["done", "done", "failed"]))
     body: dict[str, Any] = {"status": status}
     if status == "done" or data.draw(st.booleans()):
