@@ -22,22 +22,26 @@ def test_the_exact_same_write_may_come_again() -> None:
     assert cache.claim("alice", "n1", bytes(b"f" * 32), NOW, NOW, resend=True)
 
 
+def _race(cache: NonceCache, nonce: str, claimants: int) -> list[bool]:
+    """Each of `claimants` threads claims `nonce` (with its own signature) at once; their answers."""
+    start = threading.Barrier(claimants)
+    wins: list[bool] = []
+
+    def claim(i: int) -> None:
+        start.wait()
+        wins.append(cache.claim("alice", nonce, bytes([i]) * 32, NOW, NOW, resend=False))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(claimants)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return wins
+
+
 def test_of_many_concurrent_claims_exactly_one_wins() -> None:
     for round_ in range(50):
-        cache = NonceCache(300)
-        start = threading.Barrier(16)
-        wins: list[bool] = []
-
-        def claim(i: int) -> None:
-            start.wait()
-            wins.append(cache.claim("alice", f"n{round_}", bytes([i]) * 32, NOW, NOW, resend=False))
-
-        threads = [threading.Thread(target=claim, args=(i,)) for i in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert sorted(wins) == [False] * 15 + [True]
+        assert sorted(_race(NonceCache(300), f"n{round_}", 16)) == [False] * 15 + [True]
 
 
 def test_nonces_are_forgotten_once_their_signatures_expire() -> None:
