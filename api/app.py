@@ -5,10 +5,10 @@ from dataclasses import dataclass
 import falcon
 
 from api import errors, health, ledger_routes, openapi, resources
+from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
 from ledger.errors import AuthError, LedgerError
-from ledger.service import Ledger
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,9 @@ class ApiConfig:
     body_limit: int = 1024 * 1024
 
 
-def create_app(ledger: Ledger, config: ApiConfig | None = None, metrics: Metrics | None = None) -> falcon.App:
+def create_app(
+    ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Metrics | None = None
+) -> falcon.App[falcon.Request, falcon.Response]:
     config = config or ApiConfig()
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(ledger)

@@ -19,6 +19,7 @@ STATUS: list[tuple[type[errors.LedgerError], str]] = [
     (errors.TooLargeError, falcon.HTTP_413),
     (errors.UnsupportedMediaError, falcon.HTTP_415),
     (errors.StorageError, falcon.HTTP_503),
+    (errors.MisdirectedError, falcon.HTTP_421),
 ]
 
 

@@ -24,32 +24,6 @@ UNMATCHED = "unmatched"  # the route label of a request no route matched
 _KEYID = re.compile(r'keyid="([A-Za-z0-9._-]{1,128})"')
 _SEQ = re.compile(rb'"receipt":\{"seq":([0-9]+)')
 
-#: AuthError messages -> short metric labels, first match wins (ledger/httpsig.py, ledger/machine.py,
-#: ledger/service.py, ledger/fastsig.py word them).
-REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), label)
-    for pattern, label in (
-        (r"^missing \S+ header", "unsigned"),
-        (r"unknown key id", "unknown_key"),
-        (r"has been revoked", "revoked_key"),
-        (r"digest", "bad_digest"),
-        (r"^invalid signature", "bad_signature"),
-        (r"must cover", "coverage"),
-        (r"created .* (future|window)|expired", "clock"),
-        (r"nonce .* already used", "replay"),
-        (r"malformed|exactly one signature|key id differs", "malformed"),
-    )
-)
-
-
-def auth_reason(message: str) -> str:
-    """A short label for why a signature was refused (``other`` when the wording is new)."""
-    for pattern, label in REASONS:
-        if pattern.search(message):
-            return label
-    return "other"
-
-
 def claimed_key_id(req: falcon.Request) -> str | None:
     """The keyid a request's Signature-Input names (as claimed: it may not have verified)."""
     found = _KEYID.search(req.get_header("Signature-Input") or "")
@@ -90,7 +64,7 @@ def auth_error_handler(metrics: Metrics) -> Any:
     """The error handler for AuthError: count the reason, warn, answer 401 like any LedgerError."""
 
     def handle(req: falcon.Request, resp: falcon.Response, error: AuthError, params: Any) -> None:
-        reason = auth_reason(error.message)
+        reason = error.reason
         metrics.signature_failure(reason)
         auth_log.warning(
             "rejected signature",

@@ -1,9 +1,9 @@
 """The service's OpenAPI 3.1 contract, built from the engine's own tables.
 
 :func:`spec` returns the document ``GET /openapi.json`` serves; ``GET /docs`` renders it with
-swagger-ui-py. Request bodies mirror :mod:`ledger.schema` and :mod:`ledger.membership`
-(required fields, ``additionalProperties: false``) and never ask for more than the engine
-checks, so a body that breaks the contract is one the engine refuses. Collection documents
+swagger-ui-py. Write operations and their request bodies are generated from :mod:`ledger.routes` (path, role,
+status, required fields, ``additionalProperties: false``), each field's schema from the check the
+engine applies to it, so a body that breaks the contract is one the engine refuses. Collection documents
 list the fields of :data:`ledger.documents.FIELDS`.
 """
 
@@ -14,9 +14,11 @@ from typing import Any
 import falcon
 import orjson
 
+from ledger import membership, routes
+from ledger import schema as checks
 from ledger.documents import COLLECTIONS, FIELDS
 from ledger.membership import ROLES
-from ledger.schema import MAX_INT
+from ledger.schema import MAX_INT, Check
 
 Schema = dict[str, Any]
 
@@ -103,69 +105,47 @@ _DOCUMENT_FIELDS: dict[str, dict[str, Schema]] = {
         "timestamp_done": _nullable(TIMESTAMP),
     },
 }
-assert all(tuple(_DOCUMENT_FIELDS[c]) == FIELDS[c] for c in COLLECTIONS), "documents drifted from FIELDS"
+if any(tuple(_DOCUMENT_FIELDS[c]) != FIELDS[c] for c in COLLECTIONS):
+    raise ImportError("api.openapi's document schemas drifted from ledger.documents.FIELDS")
 
 
 def _title(collection: str) -> str:
     return collection.capitalize()
 
 
-# -- request bodies (ledger/schema.py, ledger/machine.py, ledger/membership.py) -----------
+# -- request bodies: generated from ledger.routes, each field's schema from the check it passes --
 
 _DONE = {"status": {"const": "done"}}
-REQUESTS: dict[str, Schema] = {
-    "ProblemRequest": _object(
-        {
-            "uuid": UUID,
-            "workflow": UUID,
-            "test_dataset": {"type": "array", "items": UUID, "uniqueItems": True},
-            "size_train_dataset": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
-        }
-    ),
-    "AlgoRequest": _object(
-        {
-            "uuid": UUID,
-            "name": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 1000,
-                "description": "not only whitespace",
-            },
-            "problem": UUID,
-        }
-    ),
-    "DataRequest": _object({"uuid": UUID_OR_LIST, "problems": UUID_OR_LIST}),
-    "PredictionRequest": _object({"data": UUID_OR_LIST, "problem": UUID}),
-    "WorkerRequest": _object({"worker": UUID}),
-    "LearndoneRequest": _object(
-        {
-            "status": {"enum": ["done", "failed"]},
-            "perf": {"type": "number", "description": "finite; integers at most 2**53 in magnitude"},
-            "train_perf": PERF_INPUT,
-            "test_perf": PERF_INPUT,
-        },
-        ["status"],
-        **{"if": {"properties": _DONE}, "then": {"required": ["perf", "train_perf", "test_perf"]}},
-    ),
-    "PreddoneRequest": _object(
-        {"status": {"enum": ["done", "failed"]}, "prediction_storage_uuid": UUID},
-        ["status"],
-        **{"if": {"properties": _DONE}, "then": {"required": ["prediction_storage_uuid"]}},
-    ),
-    "NodeRequest": _object(
-        {
-            "key_id": {"type": "string", "pattern": KEY_ID_PATTERN},
-            "public_key": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9+/]{43}=$",
-                "description": "base64 of the raw 32-byte Ed25519 public key",
-            },
-            "roles": _ref("Roles"),
-        }
-    ),
-    "NodeRolesRequest": _object({"roles": _ref("Roles")}),
-    "RevokeRequest": _object({}, description="an empty object"),
+CHECK_SCHEMAS: dict[Check, Schema] = {
+    checks.uuid: UUID,
+    checks.possibly_empty_uuid_list: {"type": "array", "items": UUID, "uniqueItems": True},
+    checks.uuid_or_list: UUID_OR_LIST,
+    checks.positive_int: {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+    checks.text: {"type": "string", "minLength": 1, "maxLength": 1000, "description": "not only whitespace"},
+    checks.finite: {"type": "number", "description": "finite; integers at most 2**53 in magnitude"},
+    checks.status: {"enum": ["done", "failed"]},
+    routes.perf_input: PERF_INPUT,
+    membership.key_id: {"type": "string", "pattern": KEY_ID_PATTERN},
+    membership.public_key: {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9+/]{43}=$",
+        "description": "base64 of the raw 32-byte Ed25519 public key",
+    },
+    membership.roles: _ref("Roles"),
 }
+
+
+def _request_body(route: routes.WriteRoute) -> Schema:
+    fields = {**route.required, **route.optional}
+    extra: Schema = {}
+    if route.required_when_done:
+        extra = {"if": {"properties": _DONE}, "then": {"required": list(route.required_when_done)}}
+    if not fields:
+        extra["description"] = "an empty object"
+    return _object({name: CHECK_SCHEMAS[check] for name, check in fields.items()}, list(route.required), **extra)
+
+
+REQUESTS: dict[str, Schema] = {route.request: _request_body(route) for route in routes.WRITES}
 
 # -- responses -------------------------------------------------------------------
 
@@ -231,6 +211,7 @@ ERRORS: dict[int, str] = {
     409: "duplicate uuid or key id, or a state the entity's status forbids",
     413: "body larger than the server's limit (refused without reading it)",
     415: "Content-Type is not application/json",
+    421: "the authority the signature covers (the Host) is not one this node answers to (its public URLs)",
     503: "storage trouble (the description says what); nothing was written",
 }
 #: What the HTTP server itself answers, before any endpoint, to a request line or header block
@@ -295,7 +276,7 @@ def _signed(
     tag: str,
 ) -> Schema:
     """A signed operation: its summary names the role; errors follow from what it does."""
-    errors = [400, 401]
+    errors = [400, 401, 421]
     if role is not None:
         errors.append(403)
     if not_found or write:
@@ -499,7 +480,6 @@ def _node_paths() -> dict[str, Schema]:
                 {200: ("the members", _json(_object({"nodes": {"type": "array", "items": _ref("Node")}})))},
                 tag="membership",
             ),
-            "post": _write("Register a key with roles", "admin", 201, "NodeRequest", "NodeCreated", "membership"),
         },
         "/nodes/{key_id}": {
             "get": _signed(
@@ -510,16 +490,6 @@ def _node_paths() -> dict[str, Schema]:
                 parameters=[key_id],
                 tag="membership",
             ),
-            "post": _write(
-                "Replace a key's roles", "admin", 200, "NodeRolesRequest", "NodeUpdated", "membership",
-                parameters=[key_id],
-            ),
-        },
-        "/nodes/{key_id}/revoke": {
-            "post": _write(
-                "Revoke a key (final; a key cannot revoke itself)", "admin", 200, "RevokeRequest", "NodeRevoked",
-                "membership", parameters=[key_id],
-            )
         },
     }
 
@@ -556,53 +526,24 @@ def _open_paths() -> dict[str, Schema]:
     }
 
 
-def _seed_paths() -> dict[str, Schema]:
-    write = "writes"
-    return {
-        "/problem": {
-            "post": _write("Add a problem", "admin", 201, "ProblemRequest", "ProblemCreated", write),
-        },
-        "/algo": {
-            "post": _write(
-                "Add an algorithm; derives its learnuplets over the problem's train data",
-                "analytics", 201, "AlgoRequest", "AlgoCreated", write,
-            ),
-        },
-        "/data": {
-            "post": _write(
-                "Add data to problems; extends every algo's learnuplet chain", "viewer", 201, "DataRequest",
-                "DataCreated", write,
-            ),
-        },
-        "/prediction": {
-            "post": _write(
-                "Ask predictions on data with the problem's best trained model", "viewer", 201, "PredictionRequest",
-                "PredictionCreated", write,
-            ),
-        },
-        "/worker/{uplet_type}/{uplet_uuid}": {
-            "post": _write(
-                "Claim a todo learnuplet or preduplet for a worker (it becomes pending)",
-                "compute", 200, "WorkerRequest", "WorkerSet", write,
-                parameters=[
-                    _path_param("uplet_type", {"enum": ["learnuplet", "preduplet"]}, "the uplet type"),
-                    _path_param("uplet_uuid", {"type": "string"}, "the uplet's uuid"),
-                ],
-            ),
-        },
-        "/learndone/{uuid}": {
-            "post": _write(
-                "Report a claimed learnuplet done (with performances) or failed",
-                "compute", 200, "LearndoneRequest", "LearnupletUpdated", write, parameters=[_uplet_uuid("learnuplet")],
-            ),
-        },
-        "/preddone/{uuid}": {
-            "post": _write(
-                "Report a claimed preduplet done (with the stored prediction) or failed",
-                "compute", 200, "PreddoneRequest", "PredupletUpdated", write, parameters=[_uplet_uuid("preduplet")],
-            ),
-        },
-    }
+PATH_PARAMETERS: dict[str, tuple[Schema, str]] = {
+    "uplet_type": ({"enum": ["learnuplet", "preduplet"]}, "the uplet type"),
+    "uplet_uuid": ({"type": "string"}, "the uplet's uuid"),
+    "uuid": ({"type": "string"}, "the uplet's uuid"),
+    "key_id": ({"type": "string"}, "the key id"),
+}
+
+
+def _write_paths() -> dict[str, Schema]:
+    """Every write operation, from ledger.routes."""
+    paths: dict[str, Schema] = {}
+    for route in routes.WRITES:
+        names = [segment[1:-1] for segment in route.segments if segment.startswith("{")]
+        parameters = [_path_param(name, *PATH_PARAMETERS[name]) for name in names]
+        operation = _write(route.summary, route.role, route.status, route.request, route.result, route.tag,
+                           parameters=parameters or None)
+        paths[route.path] = {"post": operation}
+    return paths
 
 
 DESCRIPTION = """\
@@ -638,7 +579,7 @@ def _build() -> Schema:
         for status, text in {**ERRORS, **PROTOCOL_ERRORS}.items()
     }
     paths: dict[str, Schema] = {}
-    for group in (_seed_paths(), _collection_paths(), _ledger_paths(), _node_paths(), _open_paths()):
+    for group in (_write_paths(), _collection_paths(), _ledger_paths(), _node_paths(), _open_paths()):
         for path, item in group.items():
             paths.setdefault(path, {}).update(item)  # /problem: the seed's POST and the collection's GET
     return {
@@ -674,7 +615,7 @@ class OpenApi:
         resp.data = self._data
 
 
-def add_docs(app: falcon.App) -> None:
+def add_docs(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     """GET /docs: the contract rendered by swagger-ui-py (its assets under /docs/static)."""
     from swagger_ui import api_doc
 

@@ -5,11 +5,11 @@ import re
 import falcon
 import orjson
 
+from api.door import LedgerDoor
 from api.signed import read_body, signed_request
-from ledger import machine, query
+from ledger import routes
 from ledger.documents import COLLECTIONS
-from ledger.errors import UnsupportedMediaError, ValidationError
-from ledger.service import Ledger
+from ledger.errors import ValidationError
 
 RESERVED = ("limit", "after")
 
@@ -21,23 +21,18 @@ def _json(resp: falcon.Response, status: int | str, data: bytes) -> None:
 
 
 class Authenticated:
-    def __init__(self, ledger: Ledger, body_limit: int) -> None:
+    def __init__(self, ledger: LedgerDoor, body_limit: int) -> None:
         self.ledger = ledger
         self.body_limit = body_limit
 
     def _read(self, req: falcon.Request, role: str | None = None) -> None:
         body = read_body(req, self.body_limit)
-        self.ledger.authenticate_read(signed_request(req, body), role)
+        self.ledger.read(signed_request(req, body), role)
 
     def _write(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_body(req, self.body_limit)
-        request = signed_request(req, body)
-        route, _ = machine.route_of(req.method, req.path)
-        signer = self.ledger.authenticate(request, route.role)
         media = (req.content_type or "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise UnsupportedMediaError(f"Content-Type must be application/json, not {media or 'absent'!r}")
-        committed = self.ledger.submit(request, signer).result()
+        committed = self.ledger.write(signed_request(req, body), media).result()
         body_out = dict(committed.body)
         body_out["receipt"] = {"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash}
         _json(resp, committed.status, orjson.dumps(body_out))
@@ -87,7 +82,7 @@ class Collection(Authenticated):
 def _options(resp: falcon.Response, name: str, args: int) -> None:
     """OPTIONS on the generic routes: Allow names what /name (args=0) or /name/x (args=1) really serves."""
     methods = ["GET"] if name in COLLECTIONS else []
-    if (name, args) in machine.ROUTES:
+    if routes.accepts_post([name] + ["x"] * args):
         methods.append("POST")
     if not methods:
         raise falcon.HTTPNotFound(title="Not found", description=f"no endpoint {'/' + name}{'/...' * args}")
@@ -108,11 +103,11 @@ class Nodes(Authenticated):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._read(req)
-        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(query.members(self.ledger.state)))
+        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(self.ledger.members()))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
         self._read(req)
-        _json(resp, falcon.HTTP_200, query.member(self.ledger.state, key_id))
+        _json(resp, falcon.HTTP_200, self.ledger.member(key_id))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
         self._write(req, resp)

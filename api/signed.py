@@ -2,6 +2,7 @@
 
 import falcon
 
+from ledger import authority
 from ledger.entry import SignedRequest
 from ledger.errors import TooLargeError, ValidationError
 
@@ -39,6 +40,7 @@ def target_uri(req: falcon.Request) -> str:
         if req.query_string:
             raw += "?" + req.query_string
     host = req.get_header("Host") or req.env.get("SERVER_NAME", "")
+    authority.normalize(req.scheme, host)  # a Host that is no authority (holds "/", "@", ...) is a 400
     return f"{req.scheme}://{host}{raw}"
 
 

@@ -11,6 +11,9 @@ class LedgerConfig:
     signature_window: int = 300
     #: Most transactions committed per fsync; a group takes whatever is waiting, up to this.
     max_group: int = 512
+    #: The URLs this node answers to: a request whose signed authority is not one of theirs is
+    #: refused (421). None accepts any authority (in-process use; the server always sets it).
+    public_urls: tuple[str, ...] | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -19,6 +22,11 @@ class LedgerConfig:
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "state"
+
+    @property
+    def nonces_dir(self) -> Path:
+        """The journal of nonces used by reads and refused writes (see ledger.nonces)."""
+        return self.data_dir / "nonces"
 
     @property
     def keys_dir(self) -> Path:

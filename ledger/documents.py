@@ -1,23 +1,17 @@
 """Documents, their ledger order and their secondary indexes, as state keys.
 
-Layout (all keys are bytes; ``n8`` is an 8-byte big-endian position):
-
-    d/<coll>/<uuid>                      -> canonical JSON document
-    p/<coll>/<uuid>                      -> n8, the document's position in ledger order
-    o/<coll>/<n8>                        -> uuid
-    c/<coll>                             -> n8, the next position
-    i/<coll>/<field>/<len4><value><n8>   -> uuid, one per indexed value of the field
-
-A field's indexed values are its value's filter form (:func:`filter_form`), one
-per element for list fields and one per key for mapping fields. Positions give
-ledger order: index prefixes list matches in the order documents were created.
+The keys (``d/``, ``p/``, ``o/``, ``c/``, ``i/``) are named in :mod:`ledger.layout`. A field's
+indexed values are its value's filter form (:func:`filter_form`), one per element for list
+fields and one per key for mapping fields. Positions give ledger order: index prefixes list
+matches in the order documents were created.
 """
 
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ledger import canonical
-from ledger.store import Store
+from ledger.errors import InternalError
+from ledger.layout import count_key, doc_key, index_prefix, n8, order_prefix, pos_key
 
 COLLECTIONS = ("problem", "algo", "data", "learnuplet", "preduplet")
 
@@ -58,8 +52,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def n8(n: int) -> bytes:
-    return n.to_bytes(8, "big")
 
 
 def filter_form(value: Any) -> str:
@@ -85,21 +77,12 @@ def indexed_values(value: Any) -> list[str]:
     return sorted({filter_form(v) for v in items})
 
 
-def index_prefix(coll: str, field: str, form: str) -> bytes:
-    encoded = form.encode()
-    return b"i/%s/%s/%s%s" % (coll.encode(), field.encode(), len(encoded).to_bytes(4, "big"), encoded)
 
 
-def doc_key(coll: str, uuid: str) -> bytes:
-    return b"d/%s/%s" % (coll.encode(), uuid.encode())
 
 
-def pos_key(coll: str, uuid: str) -> bytes:
-    return b"p/%s/%s" % (coll.encode(), uuid.encode())
 
 
-def order_prefix(coll: str) -> bytes:
-    return b"o/%s/" % coll.encode()
 
 
 class Txn:
@@ -136,9 +119,9 @@ class Txn:
 
     def insert_doc(self, coll: str, doc: dict[str, Any]) -> None:
         uuid = doc["uuid"]
-        count_key = b"c/" + coll.encode()
-        n = self.counter(count_key)
-        self.put(count_key, n8(n + 1))
+        counter = count_key(coll)
+        n = self.counter(counter)
+        self.put(counter, n8(n + 1))
         self.put(pos_key(coll, uuid), n8(n))
         self.put(order_prefix(coll) + n8(n), uuid.encode())
         self.put_json(doc_key(coll, uuid), doc)
@@ -149,7 +132,8 @@ class Txn:
     def update_doc(self, coll: str, old: dict[str, Any], new: dict[str, Any]) -> None:
         uuid = new["uuid"]
         pos = self.get(pos_key(coll, uuid))
-        assert pos is not None, f"update of a missing {coll} {uuid}"
+        if pos is None:
+            raise InternalError(f"update of a missing {coll} {uuid}")
         self.put_json(doc_key(coll, uuid), new)
         for field in FIELDS[coll]:
             if old[field] == new[field]:
@@ -168,9 +152,9 @@ class Readable(Protocol):
 
 
 class Overlay:
-    """A store seen through writes not yet committed to it (one commit group)."""
+    """A view seen through writes not yet committed to it (one batch)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: "Readable") -> None:
         self.store = store
         self.pending: dict[bytes, bytes | None] = {}
 

@@ -40,10 +40,40 @@ class ConflictError(LedgerError):
     default_title = "Conflict"
 
 
+AUTH_REASONS = (
+    "unsigned",  # no Signature / Signature-Input header
+    "unknown_key",  # the key id is not registered
+    "revoked_key",
+    "bad_signature",
+    "bad_digest",  # Content-Digest does not match the body
+    "coverage",  # the signature does not cover what the profile requires
+    "clock",  # created outside the window, or expired
+    "replay",  # the nonce was used before
+    "malformed",  # unparseable signature parameters
+    "other",
+)
+
+
 class AuthError(LedgerError):
-    """The request is not authenticated (bad signature, unknown key, replay...)."""
+    """The request is not authenticated (bad signature, unknown key, replay...).
+
+    ``reason`` is one of :data:`AUTH_REASONS`, set where the error is raised; metrics and
+    logs read it (never the wording of the message).
+    """
 
     default_title = "Unauthenticated"
+
+    def __init__(self, message: str, *, reason: str = "other", title: str | None = None) -> None:
+        super().__init__(message, title=title)
+        if reason not in AUTH_REASONS:
+            raise ValueError(f"unknown AuthError reason {reason!r}")
+        self.reason = reason
+
+
+class MisdirectedError(LedgerError):
+    """The request (its signed authority) is addressed to a node other than this one."""
+
+    default_title = "Misdirected request"
 
 
 class ForbiddenError(LedgerError):

@@ -127,7 +127,7 @@ def verify(parsed: Parsed, request: SignedRequest, key: ed25519.VerifyKey) -> bo
     if "keyid" not in params or "created" not in params:
         return False
     if params.get("alg", "ed25519") != "ed25519":
-        raise AuthError("invalid signature: Unexpected algorithm specified in the signature")
+        raise AuthError("invalid signature: Unexpected algorithm specified in the signature", reason="bad_signature")
     lines = []
     for name in parsed.components:
         value = _component_value(request, name)
@@ -136,12 +136,12 @@ def verify(parsed: Parsed, request: SignedRequest, key: ed25519.VerifyKey) -> bo
         lines.append(f'"{name}": {value}')
     lines.append(f'"@signature-params": {parsed.signature_params}')
     if not ed25519.valid(key, parsed.signature, "\n".join(lines).encode("ascii")):
-        raise AuthError("invalid signature: Signature verification failed")
+        raise AuthError("invalid signature: Signature verification failed", reason="bad_signature")
     if "content-digest" in parsed.components:
         digest = _DIGEST.fullmatch(request.headers["content-digest"])
         if digest is None:
             return False
         expected = base64.b64encode(hashlib.sha256(request.body).digest()).decode()
         if not hmac.compare_digest(digest.group(1), expected):
-            raise AuthError("invalid signature: Content-Digest does not match the message body")
+            raise AuthError("invalid signature: Content-Digest does not match the message body", reason="bad_digest")
     return True

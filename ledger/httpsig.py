@@ -100,6 +100,10 @@ def _field_name(component_id: str) -> str:
     return component_id.split('"')[1]
 
 
+def _unsigned(header: str) -> AuthError:
+    return AuthError(f"missing {header.title()} header: requests must be signed (RFC 9421, ed25519)", reason="unsigned")
+
+
 def verify_request(request: SignedRequest, resolve_key: Callable[[str], ed25519.VerifyKey | None]) -> Signer:
     """Verify the request's signature and body digest.
 
@@ -107,12 +111,12 @@ def verify_request(request: SignedRequest, resolve_key: Callable[[str], ed25519.
     """
     for name in SIGNATURE_HEADERS:
         if name not in request.headers:
-            raise AuthError(f"missing {name.title()} header: requests must be signed (RFC 9421, ed25519)")
+            raise _unsigned(name)
     parsed = fastsig.parse(request)
     if parsed is not None and isinstance(parsed.params.get("keyid"), str):
         key = resolve_key(str(parsed.params["keyid"]))
         if key is None:
-            raise AuthError(f"unknown key id {parsed.params['keyid']!r}")
+            raise AuthError(f"unknown key id {parsed.params['keyid']!r}", reason="unknown_key")
         if fastsig.verify(parsed, request, key):
             return _profile(request, {f'"{name}"' for name in parsed.components}, parsed.components)
     return verify_general(request, resolve_key)
@@ -122,45 +126,59 @@ def verify_general(request: SignedRequest, resolve_key: Callable[[str], ed25519.
     """verify_request through the general RFC 9421 library only (no fast path)."""
     for name in SIGNATURE_HEADERS:
         if name not in request.headers:
-            raise AuthError(f"missing {name.title()} header: requests must be signed (RFC 9421, ed25519)")
+            raise _unsigned(name)
     resolver = _Resolver(resolve_key)
     verifier = _Verifier(signature_algorithm=_SodiumEd25519, key_resolver=resolver)
     message = _Message(request)
     try:
         results = verifier.verify(message, max_age=None)
         if len(results) != 1:
-            raise AuthError("exactly one signature is expected")
+            raise AuthError("exactly one signature is expected", reason="malformed")
         result = verifier.verify_body(message, results, request.body)[0]
     except (InvalidSignature, HTTPMessageSignaturesException) as e:
         if resolver.unknown is not None:
-            raise AuthError(f"unknown key id {resolver.unknown!r}") from e
-        raise AuthError(f"invalid signature: {e}") from e
+            raise AuthError(f"unknown key id {resolver.unknown!r}", reason="unknown_key") from e
+        raise AuthError(f"invalid signature: {e}", reason=_failure_reason(e)) from e
     covered = result.covered_components
     names = {key.split(";")[0] for key in covered}
     fields = tuple(_field_name(k) for k in covered if not k.startswith('"@'))
     return _profile(request, names, fields)
 
 
+def _failure_reason(error: Exception) -> str:
+    """The AuthError reason for a failure the RFC 9421 library reports."""
+    return "bad_digest" if "digest" in str(error).lower() else "bad_signature"
+
+
 def _profile(request: SignedRequest, names: set[str], fields: tuple[str, ...]) -> Signer:
     """The ledger's coverage rules on a verified signature; its parameters."""
     if '"@method"' not in names:
-        raise AuthError("signature must cover @method")
+        raise AuthError("signature must cover @method", reason="coverage")
     if '"@target-uri"' not in names and not {'"@path"', '"@query"'} <= names:
-        raise AuthError("signature must cover @target-uri (or @path and @query)")
+        raise AuthError("signature must cover @target-uri (or @path and @query)", reason="coverage")
     if '"content-digest"' not in names:
-        raise AuthError("signature must cover content-digest")
+        raise AuthError("signature must cover content-digest", reason="coverage")
     params = signature_params(request)
     return Signer(params=params, covered_fields=tuple(sorted({f for f in fields if not f.startswith("@")})))
 
 
 def check_window(signer: SignatureParams, now_s: int, window_s: int) -> None:
     """Refuse a signature created outside now ± window, or already expired."""
-    if signer.created > now_s + window_s:
-        raise AuthError(f"signature created {signer.created - now_s} s in the future (window {window_s} s)")
+    check_not_ahead(signer, now_s, window_s)
     if signer.created < now_s - window_s:
-        raise AuthError(f"signature created {now_s - signer.created} s ago, outside the {window_s} s window")
+        raise AuthError(
+            f"signature created {now_s - signer.created} s ago, outside the {window_s} s window", reason="clock"
+        )
     if signer.expires is not None and signer.expires < now_s:
-        raise AuthError("signature has expired")
+        raise AuthError("signature has expired", reason="clock")
+
+
+def check_not_ahead(signer: SignatureParams, now_s: int, window_s: int) -> None:
+    """Refuse a signature created more than the window after now (the ledger's rule in apply)."""
+    if signer.created > now_s + window_s:
+        raise AuthError(
+            f"signature created {signer.created - now_s} s in the future (window {window_s} s)", reason="clock"
+        )
 
 
 def loggable(request: SignedRequest, signer: Signer) -> SignedRequest:
@@ -189,7 +207,10 @@ def _signature_params(signature_input: str, signature: str) -> SignatureParams:
     else:
         key_id, created, nonce, expires = _general_params(request)
     if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str) or not nonce:
-        raise AuthError("malformed Signature-Input parameters (keyid, created and a non-empty nonce are required)")
+        raise AuthError(
+            "malformed Signature-Input parameters (keyid, created and a non-empty nonce are required)",
+            reason="malformed",
+        )
     fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + signature.encode()).digest()
     return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)
 
@@ -198,8 +219,8 @@ def _general_params(request: SignedRequest) -> tuple[Any, Any, Any, Any]:
     try:
         parsed: Any = http_sf.parse(request.headers["signature-input"].encode(), tltype="dictionary")
         if len(parsed) != 1:
-            raise AuthError("exactly one signature is expected")
+            raise AuthError("exactly one signature is expected", reason="malformed")
         ((_, (_, params)),) = parsed.items()
         return params.get("keyid"), params.get("created"), params.get("nonce"), params.get("expires")
     except (KeyError, ValueError, TypeError) as e:
-        raise AuthError(f"malformed Signature-Input: {e}") from e
+        raise AuthError(f"malformed Signature-Input: {e}", reason="malformed") from e

@@ -1,24 +1,16 @@
 """The append-only log: entry bytes by sequence number, in a LevelDB of its own.
 
-Keys: ``e<n8>`` -> canonical entry bytes; ``size`` -> n8, the number of entries;
-``t<level><n8>`` -> Merkle tree nodes (see :mod:`ledger.merkle`); ``checkpoint`` ->
-the latest signed checkpoint note. An append writes entries, tree nodes, size and
-checkpoint in one synced batch; that batch is the durability point.
+Keys are named in :mod:`ledger.layout`: entries, the size, the Merkle tree nodes
+(:mod:`ledger.merkle`) and the latest signed checkpoint. An append writes entries,
+tree nodes, size and checkpoint in one synced batch; that batch is the durability point.
 """
 
 from collections.abc import Iterator
 
 from ledger import merkle
-from ledger.documents import n8
 from ledger.errors import IntegrityError
-from ledger.store import Store
-
-SIZE_KEY = b"size"
-CHECKPOINT_KEY = b"checkpoint"
-
-
-def entry_key(seq: int) -> bytes:
-    return b"e" + n8(seq)
+from ledger.layout import CHECKPOINT_KEY, ENTRY_PREFIX, SIZE_KEY, entry_key, from_n8, n8
+from ledger.store import Store, Writes
 
 
 class Log:
@@ -27,7 +19,7 @@ class Log:
 
     def size(self) -> int:
         raw = self.store.get(SIZE_KEY)
-        return 0 if raw is None else int.from_bytes(raw, "big")
+        return 0 if raw is None else from_n8(raw)
 
     def raw(self, seq: int) -> bytes:
         value = self.store.get(entry_key(seq))
@@ -38,8 +30,8 @@ class Log:
     def raws(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
         """(seq, bytes) for start <= seq < end, in order; raises IntegrityError on a gap."""
         expected = start
-        for key, value in self.store.scan(b"e", entry_key(start)):
-            seq = int.from_bytes(key[1:], "big")
+        for key, value in self.store.scan(ENTRY_PREFIX, entry_key(start)):
+            seq = from_n8(key[1:])
             if seq >= end:
                 break
             if seq != expected:
@@ -67,7 +59,7 @@ class Log:
 
         return writes, merkle.Tree(read).root(first_seq + len(raws))
 
-    def commit(self, writes: dict[bytes, bytes | None], checkpoint: str | None = None) -> None:
+    def commit(self, writes: Writes, checkpoint: str | None = None) -> None:
         """Durably write a prepared batch (one fsync), with the checkpoint that signs it."""
         if checkpoint is not None:
             writes = {**writes, CHECKPOINT_KEY: checkpoint.encode()}

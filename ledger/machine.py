@@ -13,19 +13,25 @@ nonce, the signature fingerprint (for safe resends) and the outcome.
 """
 
 import hashlib
-import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ledger import canonical, httpsig, membership, schema, uplets
-from ledger.documents import Readable, Txn, n8
+from ledger import canonical, httpsig, membership, routes, schema, uplets
+from ledger.documents import Readable, Txn
 from ledger.entry import Entry, leaf_hash
-from ledger.errors import AuthError, ForbiddenError, LedgerError, NotFoundError, ValidationError
+from ledger.errors import (
+    AuthError,
+    ForbiddenError,
+    IntegrityError,
+    InternalError,
+    NotFoundError,
+    ValidationError,
+)
+from ledger.layout import CONFIG_KEY, from_n8, member_key, n8, nonce_key, result_key, sent_key
 from ledger.membership import ROLES as ROLES
-from ledger.membership import member_key
 
 
 @dataclass(frozen=True)
@@ -34,19 +40,17 @@ class Outcome:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Route:
-    role: str
-    status: int
-    handler: Callable[["Context", list[str]], dict[str, Any]]
-
-
 @dataclass
 class Context:
     txn: Txn
     entry: Entry
     ids: uplets.Ids
-    body: Any
+    route: routes.WriteRoute
+    body: Any  # the parsed JSON body, unchecked
+
+    def clean(self) -> dict[str, Any]:
+        """The body checked against the route's fields (ValidationError names the field)."""
+        return routes.body(self.route, self.body)
 
     @property
     def now(self) -> int:
@@ -54,31 +58,19 @@ class Context:
 
 
 def _problem(ctx: Context, args: list[str]) -> dict[str, Any]:
-    body = schema.fields(
-        ctx.body,
-        {
-            "uuid": schema.uuid,
-            "workflow": schema.uuid,
-            "test_dataset": schema.possibly_empty_uuid_list,
-            "size_train_dataset": schema.positive_int,
-        },
-    )
-    return uplets.new_problem(ctx.txn, ctx.now, body)
+    return uplets.new_problem(ctx.txn, ctx.now, ctx.clean())
 
 
 def _algo(ctx: Context, args: list[str]) -> dict[str, Any]:
-    body = schema.fields(ctx.body, {"uuid": schema.uuid, "name": schema.text, "problem": schema.uuid})
-    return uplets.new_algo(ctx.txn, ctx.ids, ctx.now, body)
+    return uplets.new_algo(ctx.txn, ctx.ids, ctx.now, ctx.clean())
 
 
 def _data(ctx: Context, args: list[str]) -> dict[str, Any]:
-    body = schema.fields(ctx.body, {"uuid": schema.uuid_or_list, "problems": schema.uuid_or_list})
-    return uplets.new_data(ctx.txn, ctx.ids, ctx.now, body)
+    return uplets.new_data(ctx.txn, ctx.ids, ctx.now, ctx.clean())
 
 
 def _prediction(ctx: Context, args: list[str]) -> dict[str, Any]:
-    body = schema.fields(ctx.body, {"data": schema.uuid_or_list, "problem": schema.uuid})
-    return uplets.new_prediction(ctx.txn, ctx.ids, ctx.now, body)
+    return uplets.new_prediction(ctx.txn, ctx.ids, ctx.now, ctx.clean())
 
 
 def _worker(ctx: Context, args: list[str]) -> dict[str, Any]:
@@ -86,27 +78,17 @@ def _worker(ctx: Context, args: list[str]) -> dict[str, Any]:
     if kind not in ("learnuplet", "preduplet"):
         raise NotFoundError(f"no uplet type {kind!r}; use learnuplet or preduplet")
     uuid = _path_uuid(kind, uuid)
-    body = schema.fields(ctx.body, {"worker": schema.uuid})
-    return uplets.set_worker(ctx.txn, kind, uuid, ctx.entry.key_id, body)
+    return uplets.set_worker(ctx.txn, kind, uuid, ctx.entry.key_id, ctx.clean())
 
 
 def _learndone(ctx: Context, args: list[str]) -> dict[str, Any]:
     uuid = _path_uuid("learnuplet", args[0])
-    optional = {"perf": schema.finite, "train_perf": _any, "test_perf": _any}
-    body = schema.fields(ctx.body, {"status": schema.status}, optional)
-    if body["status"] == "done":
-        for name in ("perf", "train_perf", "test_perf"):
-            if name not in body:
-                raise ValidationError(f"missing field {name!r} (required when status is 'done')")
-    return uplets.learn_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, body)
+    return uplets.learn_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, ctx.clean())
 
 
 def _preddone(ctx: Context, args: list[str]) -> dict[str, Any]:
     uuid = _path_uuid("preduplet", args[0])
-    body = schema.fields(ctx.body, {"status": schema.status}, {"prediction_storage_uuid": schema.uuid})
-    if body["status"] == "done" and "prediction_storage_uuid" not in body:
-        raise ValidationError("missing field 'prediction_storage_uuid' (required when status is 'done')")
-    return uplets.pred_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, body)
+    return uplets.pred_done(ctx.txn, ctx.now, uuid, ctx.entry.key_id, ctx.clean())
 
 
 def _node_add(ctx: Context, args: list[str]) -> dict[str, Any]:
@@ -118,13 +100,7 @@ def _node_roles(ctx: Context, args: list[str]) -> dict[str, Any]:
 
 
 def _node_revoke(ctx: Context, args: list[str]) -> dict[str, Any]:
-    if args[1] != "revoke":
-        raise NotFoundError(f"no write endpoint POST /nodes/{args[0]}/{args[1]}")
     return membership.revoke(ctx.txn, args[0], ctx.entry.key_id, ctx.body)
-
-
-def _any(name: str, value: Any) -> Any:
-    return value
 
 
 def _path_uuid(kind: str, value: str) -> str:
@@ -133,30 +109,22 @@ def _path_uuid(kind: str, value: str) -> str:
     return value.lower()
 
 
-# (first path segment, number of further segments) -> route
-ROUTES: dict[tuple[str, int], Route] = {
-    ("problem", 0): Route("admin", 201, _problem),
-    ("algo", 0): Route("analytics", 201, _algo),
-    ("data", 0): Route("viewer", 201, _data),
-    ("prediction", 0): Route("viewer", 201, _prediction),
-    ("worker", 2): Route("compute", 200, _worker),
-    ("learndone", 1): Route("compute", 200, _learndone),
-    ("preddone", 1): Route("compute", 200, _preddone),
-    ("nodes", 0): Route("admin", 201, _node_add),
-    ("nodes", 1): Route("admin", 200, _node_roles),
-    ("nodes", 2): Route("admin", 200, _node_revoke),
+Handler = Callable[[Context, list[str]], dict[str, Any]]
+#: The state machine's handler of each write route (:data:`ledger.routes.WRITES`), by name.
+HANDLERS: dict[str, Handler] = {
+    "problem": _problem,
+    "algo": _algo,
+    "data": _data,
+    "prediction": _prediction,
+    "worker": _worker,
+    "learndone": _learndone,
+    "preddone": _preddone,
+    "node": _node_add,
+    "nodeRoles": _node_roles,
+    "revoke": _node_revoke,
 }
-_SEGMENT = re.compile(r"[A-Za-z0-9._~-]*")
-
-
-def route_of(method: str, path: str) -> tuple[Route, list[str]]:
-    """The write route for a method and path; raises NotFoundError."""
-    parts = path.strip("/").split("/")
-    name, args = parts[0], parts[1:]
-    route = ROUTES.get((name, len(args)))
-    if method != "POST" or route is None or not all(_SEGMENT.fullmatch(arg) for arg in args):
-        raise NotFoundError(f"no write endpoint {method} {path}")
-    return route, args
+if sorted(HANDLERS) != sorted(route.name for route in routes.WRITES):
+    raise ImportError("ledger.machine.HANDLERS and ledger.routes.WRITES name different routes")
 
 
 # -- membership ---------------------------------------------------------------
@@ -173,10 +141,11 @@ def member(view: Readable, key_id: str) -> dict[str, Any] | None:
 
 def config(view: Readable) -> dict[str, Any]:
     """The ledger's settings from its genesis (shared, like a membership record: read only)."""
-    raw = view.get(b"m/config")
+    raw = view.get(CONFIG_KEY)
     if raw is None:
-        raise LedgerError("the ledger has no genesis")
-    return _decoded(raw)
+        raise IntegrityError("the ledger has no genesis")
+    settings: dict[str, Any] = _decoded(raw)
+    return settings
 
 
 @lru_cache(maxsize=4096)
@@ -185,33 +154,27 @@ def _decoded(raw: bytes) -> Any:
     return canonical.loads(raw)
 
 
-def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
-    genesis = entry.genesis
-    assert genesis is not None
-    if entry.seq != 0 or txn.get(b"m/config") is not None:
+def _apply_genesis(txn: Txn, entry: Entry, genesis: dict[str, Any]) -> Outcome:
+    if entry.seq != 0 or txn.get(CONFIG_KEY) is not None:
         raise ValidationError("genesis must be entry 0")
-    txn.put_json(
-        b"m/config",
-        {
+    try:
+        settings = {
             "origin": genesis["origin"],
             "node_key": genesis["node_key"],
             "signature_window": genesis["signature_window"],
-        },
-    )
-    for record in genesis["members"]:
-        txn.put_json(
-            member_key(record["key_id"]),
-            {"public_key": record["public_key"], "roles": sorted(record["roles"]), "revoked": False},
-        )
+        }
+        txn.put_json(CONFIG_KEY, settings)
+        for record in genesis["members"]:
+            txn.put_json(
+                member_key(record["key_id"]),
+                {"public_key": record["public_key"], "roles": sorted(record["roles"]), "revoked": False},
+            )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValidationError(f"malformed genesis: {e!r}") from e
     return Outcome(200, {"genesis": genesis["origin"]})
 
 
 # -- apply --------------------------------------------------------------------
-
-
-def nonce_key(key_id: str, nonce: str) -> bytes:
-    """State key recording that key_id used nonce in an accepted write."""
-    return b"m/nonce/%s\x00%s" % (key_id.encode(), nonce.encode())
 
 
 def authorize(view: Readable, key_id: str, role: str | None) -> dict[str, Any]:
@@ -222,9 +185,9 @@ def authorize(view: Readable, key_id: str, role: str | None) -> dict[str, Any]:
 def check_member(record: dict[str, Any] | None, key_id: str, role: str | None) -> dict[str, Any]:
     """authorize() on a membership record already read."""
     if record is None:
-        raise AuthError(f"unknown key id {key_id!r}")
+        raise AuthError(f"unknown key id {key_id!r}", reason="unknown_key")
     if record["revoked"]:
-        raise AuthError(f"key {key_id!r} has been revoked")
+        raise AuthError(f"key {key_id!r} has been revoked", reason="revoked_key")
     if role is not None and role not in record["roles"]:
         raise ForbiddenError(f"key {key_id!r} lacks the {role!r} role this endpoint needs")
     return record
@@ -235,29 +198,50 @@ def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outc
 
     Returns the state writes and the outcome; raises a LedgerError to reject
     the entry, in which case the caller must not log it.
+
+    The signature's age is not checked here: the node refuses a signature created more than
+    the window before its clock when the request arrives (``Ledger.authenticate``). Here, in
+    ledger time, only a signature from the future is refused: ledger time never goes back, so
+    after the node's clock has been set back, entries keep the latest time until the clock
+    catches up, and an age check in ledger time would refuse every fresh signature meanwhile.
+    Old signatures cannot come back: each nonce is recorded for good.
     """
     txn = Txn(view)
     if entry.genesis is not None:
-        return txn.writes, _apply_genesis(txn, entry)
+        return txn.writes, _apply_genesis(txn, entry, entry.genesis)
     request = entry.request
-    assert request is not None
+    if request is None:
+        raise ValidationError("an entry holds either a genesis or a signed request")
     params = httpsig.signature_params(request)
     if params.key_id != entry.key_id:
-        raise AuthError("entry key id differs from the signature's keyid")
-    route, args = route_of(request.method, request.path)
+        raise AuthError("entry key id differs from the signature's keyid", reason="malformed")
+    route, args = routes.route_of(request.method, request.path)
     authorize(txn, entry.key_id, route.role)
-    httpsig.check_window(params, entry.time_s, config(txn)["signature_window"])
+    httpsig.check_not_ahead(params, entry.time_s, config(txn)["signature_window"])
     used = nonce_key(entry.key_id, params.nonce)
     if txn.get(used) is not None:
-        raise AuthError(f"nonce {params.nonce!r} was already used by key {entry.key_id!r}")
+        raise AuthError(f"nonce {params.nonce!r} was already used by key {entry.key_id!r}", reason="replay")
     leaf = leaf_hash(entry.raw)
-    ctx = Context(txn, entry, uplets.Ids(leaf), canonical.parse_body(request.body))
-    body = route.handler(ctx, args)
+    ctx = Context(txn, entry, uplets.Ids(leaf), route, canonical.parse_body(request.body))
+    body = HANDLERS[route.name](ctx, args)
     outcome = Outcome(route.status, body)
     txn.put(used, n8(entry.seq))
-    txn.put(b"m/sent/" + params.fingerprint, n8(entry.seq))
-    txn.put_json(b"m/result/" + n8(entry.seq), {"status": outcome.status, "body": outcome.body, "leaf": leaf.hex()})
+    txn.put(sent_key(params.fingerprint), n8(entry.seq))
+    txn.put_json(result_key(entry.seq), {"status": outcome.status, "body": outcome.body, "leaf": leaf.hex()})
     return txn.writes, outcome
+
+
+def recorded_outcome(view: Readable, fingerprint: bytes) -> tuple[int, Outcome, str] | None:
+    """(seq, outcome, leaf hash hex) of the entry an exact signed request became, if it became one."""
+    sent = view.get(sent_key(fingerprint))
+    if sent is None:
+        return None
+    seq = from_n8(sent)
+    raw = view.get(result_key(seq))
+    if raw is None:
+        raise InternalError(f"entry {seq} has no recorded outcome")
+    recorded = canonical.loads(raw)
+    return seq, Outcome(recorded["status"], recorded["body"]), recorded["leaf"]
 
 
 def write_set_digest(previous: bytes, seq: int, writes: dict[bytes, bytes | None]) -> bytes:

@@ -13,13 +13,10 @@ from typing import Any
 from ledger import schema
 from ledger.documents import Txn
 from ledger.errors import ConflictError, NotFoundError, ValidationError
+from ledger.layout import member_key
 
 ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def member_key(key_id: str) -> bytes:
-    return b"m/member/" + key_id.encode()
 
 
 def view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ledger import canonical
-from ledger.documents import COLLECTIONS, FIELDS, doc_key, index_prefix, n8, order_prefix, pos_key
-from ledger.errors import NotFoundError, ValidationError
+from ledger.documents import COLLECTIONS, FIELDS
+from ledger.errors import InternalError, NotFoundError, ValidationError
+from ledger.layout import MEMBER_PREFIX, doc_key, index_prefix, member_key, n8, order_prefix, pos_key
 from ledger.store import Store
 
 MAX_LIMIT = 10_000
@@ -94,14 +95,15 @@ def find(
     documents = []
     for uuid in uuids:
         raw = store.get(doc_key(coll, uuid.decode()))
-        assert raw is not None, f"index points at a missing {coll} {uuid!r}"
+        if raw is None:
+            raise InternalError(f"index points at a missing {coll} {uuid!r}")
         documents.append(raw)
     return Page(documents, uuids[-1].decode() if more else None)
 
 
 def members(store: Store) -> list[bytes]:
     """Every membership record, with its key id, in key id order (canonical JSON)."""
-    prefix = b"m/member/"
+    prefix = MEMBER_PREFIX
     return [
         canonical.dumps({"key_id": key[len(prefix) :].decode(), **canonical.loads(value)})
         for key, value in store.scan(prefix)
@@ -109,7 +111,7 @@ def members(store: Store) -> list[bytes]:
 
 
 def member(store: Store, key_id: str) -> bytes:
-    raw = store.get(b"m/member/" + key_id.encode())
+    raw = store.get(member_key(key_id))
     if raw is None:
         raise NotFoundError(f"no node {key_id!r}")
     return canonical.dumps({"key_id": key_id, **canonical.loads(raw)})

@@ -39,7 +39,7 @@ def replay(config: LedgerConfig, *, to: int | None = None, progress: Progress | 
         shutil.rmtree(fresh, ignore_errors=True)
         store = LevelStore(fresh)
         try:
-            meta = catch_up(log, store, to=end, progress=progress)
+            head = catch_up(log, store, to=end, progress=progress)
         finally:
             store.close()
         old = config.data_dir / "state.old"
@@ -48,6 +48,6 @@ def replay(config: LedgerConfig, *, to: int | None = None, progress: Progress | 
             config.state_dir.rename(old)
         fresh.rename(config.state_dir)
         shutil.rmtree(old, ignore_errors=True)
-        return ReplayResult(meta.applied, size, meta.digest)
+        return ReplayResult(head.size, size, head.digest)
     finally:
         log_store.close()

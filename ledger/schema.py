@@ -114,3 +114,10 @@ def fields(body: Any, required: Mapping[str, Check], optional: Mapping[str, Chec
         if name in body:
             cleaned[name] = check(name, body[name])
     return cleaned
+
+
+def require(cleaned: Mapping[str, Any], names: tuple[str, ...], condition: str) -> None:
+    """Raise ValidationError for the first of names missing from cleaned (required on condition)."""
+    for name in names:
+        if name not in cleaned:
+            raise ValidationError(f"missing field {name!r} (required {condition})")

@@ -1,26 +1,43 @@
-"""The ledger as the API sees it: authenticate, submit writes, read state.
+"""The ledger as the API sees it, and the only door to it: authenticate, write, read.
 
-:class:`Ledger` owns the data dir: the log and state LevelDBs and the writer
-thread. It keeps the three concerns DESIGN separates apart: authentication
-(:meth:`authenticate`), ordering (the writer) and applying (the state machine).
+:class:`Ledger` owns the data dir's stores and the pipeline thread that turns what its
+sequencer orders into committed entries:
+
+    write(request) -> Proposal -> Sequencer -> apply_batch -> Committer -> outcome
+
+Authentication happens here (signature, key, role, window, nonce, authority); ordering is
+the sequencer's (it is handed in, never built here); applying is ``apply_batch``'s; persisting
+is the committer's. A refusal after the signature verified is remembered with its nonce, so
+the same signed bytes can never take effect later (:mod:`ledger.nonces`).
 """
 
+import base64
+import dataclasses
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import canonical, checkpoint, ed25519, httpsig, keys, machine, query
+from ledger import checkpoint, ed25519, httpsig, keys, machine, query, routes
+from ledger.authority import Authorities
+from ledger.batch import Head, apply_batch
+from ledger.committer import Committer, Notary
 from ledger.config import LedgerConfig
-from ledger.documents import n8
 from ledger.entry import SignedRequest
-from ledger.errors import AuthError, StorageError
+from ledger.errors import AuthError, IntegrityError, InternalError, LedgerError, StorageError, UnsupportedMediaError
+from ledger.layout import nonce_key
 from ledger.log import Log
-from ledger.nonces import NonceCache
+from ledger.nonces import NonceCache, refusable, replay
+from ledger.proposal import Committed, Ordered, Proposal
+from ledger.sequencer import LocalSequencer, Sequencer
 from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
-from ledger.writer import Committed, Notary, Receipt, Writer
+
+log = logging.getLogger("orchestrator.ledger")
 
 
 class Ledger:
@@ -30,139 +47,250 @@ class Ledger:
         log_store: Store,
         state_store: Store,
         *,
-        node_key: Ed25519PrivateKey | None = None,
+        sequencer: Sequencer,
+        node_key: Ed25519PrivateKey,
+        nonce_store: Store | None = None,
         clock: Callable[[], float] = time.time,
         on_group: Callable[[int, float], None] | None = None,
     ) -> None:
+        """Catch state up with the log; nothing runs until :meth:`start`."""
         self.config = config
         self.clock = clock
         self.log = Log(log_store)
         self.state = state_store
         if self.log.size() == 0:
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
-        self.node_key = node_key or keys.new_private_key()
-        catch_up(self.log, state_store)
+        self.node_key = node_key
+        head = catch_up(self.log, state_store)
         settings = machine.config(state_store)
         self.origin = str(settings["origin"])
         if keys.public_b64(self.node_key) != settings["node_key"]:
             raise StorageError(f"the node key does not match the ledger's genesis ({config.node_key_file})")
-        self.notary = Notary(self.origin, self.node_key)
-        self.writer = Writer(
-            self.log, state_store, clock=clock, max_group=config.max_group, on_group=on_group, notary=self.notary
-        )
-        self._ensure_checkpoint()
         self.window = int(settings["signature_window"])
-        self.nonces = NonceCache(self.window)
+        self.sequencer = sequencer
+        self.committer = Committer(self.log, state_store, Notary(self.origin, node_key), on_group=on_group)
+        self.nonces = NonceCache(self.window, nonce_store, now_s=int(clock()))
+        self.authorities = None if config.public_urls is None else Authorities.of_urls(config.public_urls)
         #: Why the last log write failed, until one succeeds (readiness reads it).
         self.write_error: str | None = None
+        self._head = head
+        self._head_lock = threading.Lock()
+        self._waiting: dict[bytes, Future[Committed]] = {}  # fingerprint -> the future of its proposal
+        self._thread: threading.Thread | None = None
+        self._ensure_checkpoint()
 
     @classmethod
-    def open(cls, config: LedgerConfig, **kwargs: object) -> "Ledger":
-        """Open the data dir's LevelDBs; raises StorageError if missing or in use."""
+    def open(cls, config: LedgerConfig, *, sequencer: Sequencer | None = None, **kwargs: Any) -> "Ledger":
+        """Open the data dir's stores and start the ledger (with a LocalSequencer unless one is given).
+
+        Raises StorageError if the data dir is missing or in use."""
         if not config.log_dir.exists():
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
-        log_store = LevelStore(config.log_dir, create=False)
+        opened: list[LevelStore] = []
         try:
-            state_store = LevelStore(config.state_dir)
-        except StorageError:
-            log_store.close()
+            opened.append(LevelStore(config.log_dir, create=False))
+            opened.append(LevelStore(config.state_dir))
+            opened.append(LevelStore(config.nonces_dir))
+            try:
+                node_key = keys.load_private_key(config.node_key_file)
+            except (OSError, ValueError) as e:
+                raise StorageError(f"cannot read the node key {config.node_key_file}: {e}") from e
+            clock = kwargs.get("clock", time.time)
+            ledger = cls(
+                config, opened[0], opened[1], nonce_store=opened[2], node_key=node_key,
+                sequencer=sequencer if sequencer is not None else LocalSequencer(clock), **kwargs,
+            )
+        except BaseException:
+            for store in opened:
+                store.close()
             raise
-        try:
-            node_key = keys.load_private_key(config.node_key_file)
-        except (OSError, ValueError) as e:
-            log_store.close()
-            state_store.close()
-            raise StorageError(f"cannot read the node key {config.node_key_file}: {e}") from e
-        return cls(config, log_store, state_store, node_key=node_key, **kwargs)  # type: ignore[arg-type]
+        return ledger.start()
 
     @classmethod
     def in_memory(
-        cls, config: LedgerConfig, genesis_raw: bytes, node_key: Ed25519PrivateKey, **kwargs: object
+        cls, config: LedgerConfig, genesis_raw: bytes, node_key: Ed25519PrivateKey, **kwargs: Any
     ) -> "Ledger":
-        """A ledger over memory stores holding just a genesis entry (for unit tests)."""
-        log = Log(MemoryStore())
-        log.append(0, [genesis_raw])
-        return cls(config, log.store, MemoryStore(), node_key=node_key, **kwargs)  # type: ignore[arg-type]
+        """A started ledger over memory stores holding just a genesis entry (for unit tests)."""
+        log_ = Log(MemoryStore())
+        log_.append(0, [genesis_raw])
+        clock = kwargs.get("clock", time.time)
+        kwargs.setdefault("sequencer", LocalSequencer(clock))
+        return cls(config, log_.store, MemoryStore(), node_key=node_key, nonce_store=MemoryStore(), **kwargs).start()
+
+    def start(self) -> "Ledger":
+        """Start the pipeline thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-pipeline", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop taking writes, commit what was ordered, and close the stores."""
+        self.sequencer.close()
+        if self._thread is not None:
+            self._thread.join()
+        for future in list(self._waiting.values()):
+            if not future.done():
+                future.set_exception(StorageError("the ledger shut down before this write was ordered"))
+        self.log.store.close()
+        self.state.close()
+        if self.nonces.journal is not None:
+            self.nonces.journal.close()
 
     def _ensure_checkpoint(self) -> None:
         """Sign a checkpoint for the current size if the stored one is missing or older."""
         note = self.log.checkpoint()
-        size, digest = self.writer.head()
-        if note is not None and checkpoint.parse_body(note.partition("\n\n")[0] + "\n").size == size:
+        head = self._head
+        if note is not None and checkpoint.parse_body(note.partition("\n\n")[0] + "\n").size == head.size:
             return
-        self.log.commit({}, self.notary.sign(size, self.log.tree().root(size), digest))
-
-    def checkpoint(self) -> str:
-        """The latest signed checkpoint note."""
-        note = self.log.checkpoint()
-        assert note is not None
-        return note
-
-    def vkey(self) -> str:
-        return checkpoint.vkey(self.origin, self.node_key.public_key())
-
-    def close(self) -> None:
-        self.writer.stop()
-        self.log.store.close()
-        self.state.close()
+        self.log.commit({}, self.committer.notary.sign(head.size, self.log.tree().root(head.size), head.digest))
 
     # -- authentication ------------------------------------------------------
 
     def authenticate(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
-        """Verify signature, key status, role and time window. Raises AuthError/ForbiddenError."""
-        records: dict[str, dict | None] = {}  # the membership record is read once per request
+        """Verify the signature, then the key's status and role, the time window and the
+        authority. Raises AuthError, ForbiddenError, MisdirectedError or ValidationError.
+
+        Claims no nonce: :meth:`read` and :meth:`write` do, and remember refusals."""
+        signer, record = self._verified(request)
+        self._check(request, signer, record, role)
+        return signer
+
+    def _verified(self, request: SignedRequest) -> tuple[httpsig.Signer, dict[str, Any] | None]:
+        records: dict[str, dict[str, Any] | None] = {}  # the membership record is read once per request
 
         def public_key(key_id: str) -> ed25519.VerifyKey | None:
             records[key_id] = record = machine.member(self.state, key_id)
             return None if record is None else ed25519.verify_key(record["public_key"])
 
-        signer = httpsig.verify_request(request, public_key)
+        try:
+            signer = httpsig.verify_request(request, public_key)
+        except AuthError as e:
+            if e.reason == "unknown_key":
+                # Unverifiable, but it must not pass once the key is registered: remember it too.
+                params = httpsig.signature_params(request)
+                self.nonces.refuse(params.key_id, params.nonce, params.fingerprint, e, int(self.clock()),
+                                   verified=False)
+            raise
         record = records[signer.key_id] if signer.key_id in records else machine.member(self.state, signer.key_id)
+        return signer, record
+
+    def _check(
+        self, request: SignedRequest, signer: httpsig.Signer, record: dict[str, Any] | None, role: str | None
+    ) -> None:
         machine.check_member(record, signer.key_id, role)
         httpsig.check_window(signer.params, int(self.clock()), self.window)
+        if self.authorities is not None:
+            self.authorities.check(request.target)
+
+    def read(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
+        """Authenticate a read and use up its nonce. Raises as :meth:`authenticate` does."""
+        signer, record = self._verified(request)
+        params = signer.params
+        if self.state.get(nonce_key(params.key_id, params.nonce)) is not None:
+            raise replay(params.key_id, params.nonce)
+        self.nonces.claim(params.key_id, params.nonce, params.fingerprint, params.created, int(self.clock()),
+                          resend=False)
+        self._check(request, signer, record, role)
         return signer
 
-    def authenticate_read(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
-        signer = self.authenticate(request, role)
+    authenticate_read = read
+
+    def write(self, request: SignedRequest, media_type: str = "application/json") -> "Future[Committed]":
+        """Authenticate a write and hand it to the sequencer; the future resolves once it is
+        durable (or refused). An exact resend of a write in flight shares its future.
+
+        Raises NotFoundError (no such write endpoint), the errors of :meth:`authenticate`,
+        UnsupportedMediaError, or the refusal this same signed request got before."""
+        route, _ = routes.route_of(request.method, request.path)
+        signer, record = self._verified(request)
         params = signer.params
-        if self.state.get(machine.nonce_key(params.key_id, params.nonce)) is not None:
-            raise AuthError(f"nonce {params.nonce!r} was already used by key {params.key_id!r}")
-        self._claim_nonce(params, resend=False)
-        return signer
-
-    def _claim_nonce(self, params: httpsig.SignatureParams, *, resend: bool) -> None:
-        now = int(self.clock())
-        if not self.nonces.claim(params.key_id, params.nonce, params.fingerprint, params.created, now, resend=resend):
-            raise AuthError(f"nonce {params.nonce!r} was already used by key {params.key_id!r}")
-
-    # -- writes --------------------------------------------------------------
-
-    def submit(self, request: SignedRequest, signer: httpsig.Signer) -> "Future[Committed]":
-        """Queue an authenticated write; the future resolves once it is durable (or rejected)."""
-        params = signer.params
-        earlier = self.state.get(b"m/sent/" + params.fingerprint)
-        if earlier is not None:
-            future: Future[Committed] = Future()
-            future.set_result(self._original(int.from_bytes(earlier, "big")))
-            return future
-        self._claim_nonce(params, resend=True)
-        logged = httpsig.loggable(request, signer)
-        future = self.writer.submit(logged, signer.key_id, params.fingerprint)
-        future.add_done_callback(self._record_write)
+        self.nonces.claim(params.key_id, params.nonce, params.fingerprint, params.created, int(self.clock()),
+                          resend=True)
+        try:
+            self._check(request, signer, record, route.role)
+            if media_type != "application/json":
+                raise UnsupportedMediaError(f"Content-Type must be application/json, not {media_type or 'absent'!r}")
+        except LedgerError as e:
+            self._refused(params, e)
+            raise
+        proposal = Proposal(httpsig.loggable(request, signer), signer.key_id, params.nonce, params.fingerprint)
+        mine: Future[Committed] = Future()
+        future = self._waiting.setdefault(params.fingerprint, mine)
+        if future is not mine:
+            return _resent(future)  # the same signed write is in flight: it gets that one's outcome
+        try:
+            self.sequencer.propose(proposal)
+        except LedgerError:
+            self._waiting.pop(params.fingerprint, None)
+            raise
         return future
 
-    def _record_write(self, future: "Future[Committed]") -> None:
-        error = future.exception()
-        if error is None:
-            self.write_error = None
-        elif isinstance(error, StorageError):
-            self.write_error = error.message
+    def _refused(self, params: httpsig.SignatureParams, error: LedgerError) -> None:
+        if refusable(error):
+            self.nonces.refuse(params.key_id, params.nonce, params.fingerprint, error, int(self.clock()))
 
-    def _original(self, seq: int) -> Committed:
-        recorded = canonical.loads(self.state.get(b"m/result/" + n8(seq)) or b"null")
-        return Committed(recorded["status"], recorded["body"], Receipt(seq, recorded["leaf"]), resent=True)
+    # -- the pipeline ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while (group := self.sequencer.next_group(self.config.max_group)) is not None:
+            self._commit(group)
+
+    def _commit(self, group: list[Ordered]) -> None:
+        try:
+            if self.committer.needs_recovery:
+                head = self.committer.recover()
+                with self._head_lock:
+                    self._head = head
+            batch = apply_batch(self.state, self._head, group)
+            self.committer.commit(batch)
+        except LedgerError as e:
+            if isinstance(e, StorageError):
+                self.write_error = e.message
+            self._resolve_all(group, e)
+            return
+        except Exception as e:  # a bug must not kill the pipeline thread
+            log.exception("commit failed")
+            self._resolve_all(group, InternalError(f"internal error while committing: {e!r}"))
+            return
+        if batch.raws:
+            self.write_error = None
+        with self._head_lock:
+            self._head = batch.after
+        now_s = int(self.clock())
+        for ordered, outcome in zip(group, batch.outcomes, strict=True):
+            proposal = ordered.proposal
+            if isinstance(outcome, LedgerError) and refusable(outcome):
+                self.nonces.refuse(proposal.key_id, proposal.nonce, proposal.fingerprint, outcome, now_s)
+            future = self._waiting.pop(proposal.fingerprint, None)
+            if future is None or future.done():
+                continue
+            if isinstance(outcome, LedgerError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def _resolve_all(self, group: list[Ordered], error: LedgerError) -> None:
+        for ordered in group:
+            future = self._waiting.pop(ordered.proposal.fingerprint, None)
+            if future is not None and not future.done():
+                future.set_exception(error)
 
     # -- reads ---------------------------------------------------------------
+
+    def head(self) -> tuple[int, bytes]:
+        """Log size and the state digest after it, as one consistent pair."""
+        with self._head_lock:
+            head = self._head
+        return head.size, head.digest
+
+    def _current(self) -> Head:
+        with self._head_lock:
+            return self._head
+
+    def state_lag(self) -> int:
+        """Log entries the state store has not applied yet (0 when caught up)."""
+        return self._current().size - read_meta(self.state).applied
 
     def document(self, coll: str, uuid: str) -> bytes:
         return query.get_document(self.state, coll, uuid)
@@ -170,10 +298,72 @@ class Ledger:
     def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> query.Page:
         return query.find(self.state, coll, filters, limit=limit, after=after)
 
-    def head(self) -> tuple[int, bytes]:
-        """Log size and the state digest after it, as one consistent pair."""
-        return self.writer.head()
+    def members(self) -> list[bytes]:
+        """Every membership record (canonical JSON with its key id), in key id order."""
+        return query.members(self.state)
 
-    def state_lag(self) -> int:
-        """Log entries the state store has not applied yet (0 when caught up)."""
-        return self.writer.head()[0] - read_meta(self.state).applied
+    def member(self, key_id: str) -> bytes:
+        """One membership record; raises NotFoundError."""
+        return query.member(self.state, key_id)
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint note."""
+        note = self.log.checkpoint()
+        if note is None:
+            raise IntegrityError("the log holds no checkpoint")
+        return note
+
+    def vkey(self) -> str:
+        return checkpoint.vkey(self.origin, self.node_key.public_key())
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(seq, entry bytes) for start <= seq < end, within the log."""
+        return list(self.log.raws(start, min(end, self._current().size)))
+
+    def entry(self, seq: int) -> bytes:
+        """One entry's bytes; raises IntegrityError when it is not in the log."""
+        if not 0 <= seq < self._current().size:
+            raise IntegrityError(f"entry {seq} is not in the log")
+        return self.log.raw(seq)
+
+    def inclusion(self, seq: int, tree_size: int) -> dict[str, Any]:
+        """RFC 9162 inclusion proof of entry seq in the tree of tree_size entries (base64 hashes)."""
+        tree = self.log.tree()
+        proof = tree.inclusion(seq, tree_size)
+        return {
+            "seq": seq,
+            "tree_size": tree_size,
+            "leaf_hash": _b64(tree.node(0, seq)),
+            "root": _b64(tree.root(tree_size)),
+            "proof": [_b64(p) for p in proof],
+        }
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        """RFC 9162 consistency proof between the trees of first and second entries (base64)."""
+        tree = self.log.tree()
+        return {
+            "first": first,
+            "second": second,
+            "first_root": _b64(tree.root(first)),
+            "second_root": _b64(tree.root(second)),
+            "proof": [_b64(p) for p in tree.consistency(first, second)],
+        }
+
+
+def _resent(first: "Future[Committed]") -> "Future[Committed]":
+    """A future of the outcome of a write already in flight, marked as a resend's answer."""
+    resend: Future[Committed] = Future()
+
+    def settle(done: "Future[Committed]") -> None:
+        error = done.exception()
+        if error is not None:
+            resend.set_exception(error)
+        else:
+            resend.set_result(dataclasses.replace(done.result(), resent=True))
+
+    first.add_done_callback(settle)
+    return resend
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

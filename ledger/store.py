@@ -209,13 +209,15 @@ class LevelStore:
         db = self._db
         if db is not None and not self._reopening:
             try:
-                return db.get(key)
+                value: bytes | None = db.get(key)
+                return value
             finally:
                 self._readers.discard(me)
         self._readers.discard(me)
         db = self._enter()
         try:
-            return db.get(key)
+            found: bytes | None = db.get(key)
+            return found
         finally:
             self._leave()
 

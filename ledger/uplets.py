@@ -18,8 +18,9 @@ import uuid as uuidlib
 from typing import Any
 
 from ledger import schema
-from ledger.documents import Txn, n8
+from ledger.documents import Txn
 from ledger.errors import ConflictError, ForbiddenError, NotFoundError, UnknownReferenceError
+from ledger.layout import n8
 
 _NAMESPACE = uuidlib.UUID("6f1d3c1e-5b8a-4c8e-9d2a-0b7e4f6a9c31")
 

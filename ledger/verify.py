@@ -26,9 +26,11 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger import checkpoint, ed25519, httpsig, keys, machine, merkle
+from ledger.batch import Head, RejectedEntry, apply_batch
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError
-from ledger.state import APPLIED_KEY, DIGEST_KEY, EMPTY_DIGEST, GENESIS_KEY, Progress
+from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, META_PREFIX, from_n8
+from ledger.state import Progress
 from ledger.store import Store
 
 
@@ -132,7 +134,7 @@ def verify(
             log_size, f"log is truncated: the checkpoint covers {size} entries, the log holds {log_size}"
         )
     view = _Replay()
-    digest = EMPTY_DIGEST
+    head = Head()
     leaves: list[bytes] = []
     signers: set[str] = set()
     last_time = 0
@@ -149,7 +151,7 @@ def verify(
                 last_time = _check_entry(entry, seq, last_time)
                 if entry.request is not None:
                     checks.submit(seq, raw, _public_key(view, entry.key_id))
-                writes, _ = machine.apply(view, entry)
+                batch = apply_batch(view, head, [entry])
                 checks.collect(signers)
             except LedgerError as e:
                 checks.collect(signers, before=seq)  # an earlier bad signature is the first failure
@@ -158,13 +160,12 @@ def verify(
                     raise _altered(mismatch) from e  # the earlier change is the cause
                 if isinstance(e, VerificationError):
                     raise
-                raise VerificationError(seq, f"rejected by the state machine: {e.message}") from e
+                reason = e.cause.message if isinstance(e, RejectedEntry) and e.cause is not None else e.message
+                raise VerificationError(seq, f"rejected by the state machine: {reason}") from e
             if seq == 0:
-                assert entry.genesis is not None
-                origin = entry.genesis["origin"]
-                node_public = keys.public_from_b64(entry.genesis["node_key"])
-            view.data.update(writes)
-            digest = machine.write_set_digest(digest, seq, writes)
+                origin, node_public = _genesis_identity(entry)
+            view.data.update(batch.writes)
+            head = batch.after
             leaves.append(leaf)
             if progress is not None and (seq % 1000 == 0 or seq == size - 1):
                 progress(seq + 1, size)
@@ -176,9 +177,9 @@ def verify(
         raise
     finally:
         checks.close()
-    if len(leaves) != size:
+    if len(leaves) != size or node_public is None:
         raise VerificationError(len(leaves), f"entry {len(leaves)} is missing from the log")
-    assert node_public is not None
+    digest = head.digest
     nodes = merkle.integrate(0, leaves, lambda key: None)
     tree = merkle.Tree(nodes.get)
     root = tree.root(size)
@@ -292,9 +293,19 @@ def _check_batch(batch: list[tuple[int, bytes, str | None]]) -> list[tuple[int, 
     return results
 
 
+def _genesis_identity(entry: Entry) -> tuple[str, Ed25519PublicKey]:
+    """The ledger's origin and node key, from its genesis entry."""
+    try:
+        genesis = entry.genesis or {}
+        return str(genesis["origin"]), keys.public_from_b64(genesis["node_key"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise VerificationError(0, f"malformed genesis: {e!r}") from e
+
+
 def _check_signature(seq: int, entry: Entry, public_key: str | None) -> str:
     """The entry's RFC 9421 signature against the key in force; returns the key id."""
-    assert entry.request is not None
+    if entry.request is None:
+        raise VerificationError(seq, "only entry 0 may be a genesis entry")
     key = None if public_key is None else ed25519.verify_key(public_key)
     try:
         signer = httpsig.verify_request(entry.request, lambda key_id: key if key_id == entry.key_id else None)
@@ -407,7 +418,7 @@ def _check_state(state: Store, replay: _Replay, digest: bytes, size: int, genesi
     if state.get(GENESIS_KEY) not in (None, genesis_leaf):
         raise VerificationError("state", "the state directory belongs to another ledger")
     applied_raw = state.get(APPLIED_KEY)
-    applied = int.from_bytes(applied_raw, "big") if applied_raw is not None else 0
+    applied = from_n8(applied_raw) if applied_raw is not None else 0
     if applied > size:
         raise VerificationError("state", f"the state has {applied} entries applied, more than the log's {size}")
     if applied < size:
@@ -417,7 +428,7 @@ def _check_state(state: Store, replay: _Replay, digest: bytes, size: int, genesi
     expected = {k: v for k, v in replay.data.items() if v is not None}
     count = 0
     for key, value in state.scan(b""):
-        if key.startswith(b"s/"):
+        if key.startswith(META_PREFIX):
             continue
         if expected.get(key) != value:
             raise VerificationError("state", f"key {key[:60]!r} differs from the replay")

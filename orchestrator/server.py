@@ -1,6 +1,7 @@
 """Running the Falcon app under gunicorn: one worker process, many threads, one writer."""
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -15,10 +16,14 @@ from orchestrator.worker import JsonErrorWorker
 SWITCH_INTERVAL = 0.0005  # seconds; see Server.load
 
 
+OpenLedger = Callable[..., Ledger]
+
+
 class Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any], open_ledger: OpenLedger = Ledger.open) -> None:
         self.settings = settings
         self.options = options
+        self.open_ledger = open_ledger
         self.ledger: Ledger | None = None
         super().__init__()
 
@@ -35,7 +40,7 @@ class Server(BaseApplication):  # type: ignore[misc]
         sys.setswitchinterval(SWITCH_INTERVAL)
         logs.configure(self.settings.log_level)
         metrics = Metrics()
-        self.ledger = Ledger.open(self.settings.ledger_config(), on_group=metrics.on_group)
+        self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group)
         return create_app(self.ledger, ApiConfig(body_limit=self.settings.body_limit), metrics)
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
@@ -43,7 +48,8 @@ class Server(BaseApplication):  # type: ignore[misc]
             self.ledger.close()
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, open_ledger: OpenLedger = Ledger.open) -> None:
+    """Serve the data dir until stopped; `open_ledger` opens it in the worker (a seam for bench variants)."""
     options = {
         "bind": settings.bind,
         "workers": 1,  # LevelDB allows one process per data dir
@@ -55,4 +61,4 @@ def run(settings: Settings) -> None:
         "backlog": 2048,
         "control_socket_disable": True,  # nothing is written outside the data dir
     }
-    Server(settings, options).run()
+    Server(settings, options, open_ledger).run()

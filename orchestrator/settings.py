@@ -14,7 +14,9 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ledger.authority import Authorities
 from ledger.config import LedgerConfig
+from ledger.errors import ValidationError
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -55,8 +57,21 @@ def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
-def _setting(default: Any, parse: Callable[[str], Any], metavar: str, help: str, shown: str | None = None) -> Any:
-    return field(default=default, metadata={"parse": parse, "metavar": metavar, "help": help, "shown": shown})
+def _urls(text: str) -> str:
+    """Comma-separated http(s)://HOST[:PORT] URLs (empty: none)."""
+    urls = [url.strip() for url in text.split(",") if url.strip()]
+    try:
+        Authorities.of_urls(urls)
+    except ValidationError as e:
+        raise ValueError(e.message) from None
+    return ",".join(urls)
+
+
+def _setting(
+    default: Any, parse: Callable[[str], Any], metavar: str, help: str, shown: str | None = None, repeat: bool = False
+) -> Any:
+    meta = {"parse": parse, "metavar": metavar, "help": help, "shown": shown, "repeat": repeat}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,13 @@ class Settings:
     signature_window: int = _setting(
         300, _positive, "SECONDS", "how far a signature's created may be off the ledger clock; set at ledger creation"
     )
+    public_url: str = _setting(
+        "", _urls, "URL",
+        "a URL this node answers to, repeatable, comma-separated in the environment; a request signed for another "
+        "authority is refused with 421",
+        shown="the bind address, and its localhost and 127.0.0.1 forms when it is a loopback address",
+        repeat=True,
+    )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(
         "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
@@ -81,7 +103,18 @@ class Settings:
     overridden: frozenset[str] = field(default=frozenset(), compare=False)
 
     def ledger_config(self) -> LedgerConfig:
-        return LedgerConfig(data_dir=self.data_dir, signature_window=self.signature_window, max_group=self.max_group)
+        return LedgerConfig(
+            data_dir=self.data_dir,
+            signature_window=self.signature_window,
+            max_group=self.max_group,
+            public_urls=self.public_urls(),
+        )
+
+    def public_urls(self) -> tuple[str, ...]:
+        """The URLs the node answers to: public_url, or by default the bind address's forms."""
+        if self.public_url:
+            return tuple(self.public_url.split(","))
+        return tuple(f"http://{name}" for name in sorted(Authorities.of_bind(self.bind).names))
 
     def signing_key(self) -> tuple[Path, str]:
         """The key file and key id to sign with, after the rules of ``key_file`` and ``key_id``."""
@@ -146,6 +179,7 @@ def add_arguments(parser: Any, names: Iterable[str], base: Settings) -> None:
             dest=name,
             default=None,
             type=convert,
+            action="append" if meta["repeat"] else "store",
             metavar=meta["metavar"],
             help=f"{meta['help']} (default: {shown}; env {env_name(name)})",
         )
@@ -169,6 +203,8 @@ def load(
         if text:
             changes[name] = _parse(name, text, env_name(name))
         given = getattr(flags, name, None) if flags is not None else None
+        if isinstance(given, list):  # a repeatable flag
+            given = ",".join(given)
         if given is not None:
             changes[name] = given
     return replace(settings, **changes, overridden=frozenset(changes))

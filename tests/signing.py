@@ -6,6 +6,7 @@ into the :class:`ledger.entry.SignedRequest` the ledger authenticates, exactly a
 ``api.signed.signed_request`` does for a request that came over HTTP.
 """
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,21 @@ from ledger.entry import SignedRequest
 BASE_URL = "http://ledger.test"
 
 
-class _FixedNonceAuth(HTTPSignatureAuth):
-    """A stock signer whose nonce is chosen by the test (to reuse one on purpose)."""
+class _ChosenAuth(HTTPSignatureAuth):
+    """A stock signer whose nonce or created time the test chooses (None: the stock choice)."""
 
-    def __init__(self, *args: Any, nonce: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, nonce: str | None, created: float | None, **kwargs: Any) -> None:
+        super().__init__(*args, use_nonce=True, **kwargs)
         self._nonce = nonce
+        self._created = created
 
     def get_nonce(self, request: requests.PreparedRequest) -> str | None:
-        return self._nonce
+        return self._nonce if self._nonce is not None else super().get_nonce(request)
+
+    def get_created(self, request: requests.PreparedRequest) -> datetime.datetime:
+        if self._created is None:
+            return super().get_created(request)  # type: ignore[no-any-return]
+        return datetime.datetime.fromtimestamp(self._created)
 
 
 class Signer:
@@ -48,17 +55,21 @@ class Signer:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         nonce: str | None = None,
+        created: float | None = None,
+        base_url: str = BASE_URL,
     ) -> SignedRequest:
-        """A signed request for BASE_URL + path; `data` sends raw body bytes instead of `json`."""
-        if nonce is None:
+        """A signed request for base_url + path; `data` sends raw body bytes instead of `json`;
+        `nonce` and `created` (Unix seconds) replace the stock client's choices."""
+        if nonce is None and created is None:
             auth: HTTPSignatureAuth = HTTPSignatureAuth(
                 signature_algorithm=algorithms.ED25519, key=self.key_pem, key_id=self.key_id, use_nonce=True
             )
         else:
-            auth = _FixedNonceAuth(
-                signature_algorithm=algorithms.ED25519, key=self.key_pem, key_id=self.key_id, nonce=nonce
+            auth = _ChosenAuth(
+                signature_algorithm=algorithms.ED25519, key=self.key_pem, key_id=self.key_id, nonce=nonce,
+                created=created,
             )
-        prepared = requests.Request(method, BASE_URL + path, json=json, data=data, headers=headers).prepare()
+        prepared = requests.Request(method, base_url + path, json=json, data=data, headers=headers).prepare()
         prepared = auth(prepared)
         return to_signed_request(prepared)
 

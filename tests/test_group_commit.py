@@ -14,7 +14,6 @@ from signing import Signer
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, UnknownReferenceError
 from ledger.genesis import KeySpec, init
-from ledger.machine import route_of
 from ledger.service import Ledger
 
 THREADS = 32
@@ -116,7 +115,7 @@ def test_group_commit_commits_several_writes_per_fsync(tmp_path: Path) -> None:
             "/problem",
             json={"uuid": problem, "workflow": str(uuid.uuid4()), "test_dataset": [], "size_train_dataset": 2},
         )
-        assert ledger.submit(setup, ledger.authenticate(setup, "admin")).result(timeout=30).receipt.seq == 1
+        assert ledger.write(setup).result(timeout=30).receipt.seq == 1
         assert groups == [1]
         groups.clear()
         size_before, _ = ledger.head()
@@ -134,9 +133,8 @@ def test_group_commit_commits_several_writes_per_fsync(tmp_path: Path) -> None:
             results: list[tuple[int, int | LedgerError]] = []
             for i in indexes:
                 request = signed[i]
-                route, _ = route_of(request.method, request.path)
                 try:
-                    committed = ledger.submit(request, ledger.authenticate(request, route.role)).result(timeout=30)
+                    committed = ledger.write(request).result(timeout=30)
                     results.append((i, committed.receipt.seq))
                 except LedgerError as e:
                     results.append((i, e))

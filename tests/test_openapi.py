@@ -17,7 +17,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from api.app import create_app
 from api.openapi import spec
-from ledger import keys, machine
+from ledger import keys, routes
 from ledger.config import LedgerConfig
 from ledger.documents import COLLECTIONS
 from ledger.entry import encode
@@ -53,7 +53,11 @@ def _app_operations() -> set[tuple[str, str]]:
     node = keys.new_private_key()
     genesis = genesis_entry("test/ledger", keys.public_b64(node), [], 300, int(time.time() * 1000))
     app = create_app(Ledger.in_memory(LedgerConfig(), encode(genesis), node))
-    writes = {args: sorted(name for name, n in machine.ROUTES if n == args and name != "nodes") for args in (0, 1)}
+    writes = {
+        args: sorted(route.segments[0] for route in routes.WRITES
+                     if len(route.segments) == args + 1 and route.segments[0] != "nodes")
+        for args in (0, 1)
+    }
     found = set()
     for route in inspect.inspect_routes(app):
         for responder in route.methods:

@@ -7,11 +7,12 @@ import uuid
 import pytest
 from signing import Signer
 
-from ledger import keys, machine
+from ledger import keys
 from ledger.config import LedgerConfig
 from ledger.entry import encode
 from ledger.errors import ConflictError, StorageError
 from ledger.genesis import genesis_entry
+from ledger.sequencer import LocalSequencer
 from ledger.service import Ledger
 from ledger.state import read_meta
 from ledger.store import MemoryStore
@@ -41,8 +42,7 @@ def _problem_request(signer: Signer, problem: str | None = None):
 
 
 def _write(ledger: Ledger, request):
-    route, _ = machine.route_of(request.method, request.path)
-    return ledger.submit(request, ledger.authenticate(request, route.role)).result(timeout=10)
+    return ledger.write(request).result(timeout=10)
 
 
 def test_state_write_failure_keeps_the_entry_and_state_catches_up(signer: Signer) -> None:
@@ -80,9 +80,9 @@ def test_restart_after_crash_between_log_and_state_loses_nothing(signer: Signer)
     state: MemoryStore = ledger.state  # type: ignore[assignment]
     state.fail_writes = OSError("crash before the state write")
     committed = _write(ledger, _problem_request(signer))
-    ledger.writer.stop()
+    ledger.sequencer.close()
     state.fail_writes = None
-    reopened = Ledger(LedgerConfig(), ledger.log.store, state, node_key=ledger.node_key, clock=time.time)
+    reopened = Ledger(LedgerConfig(), ledger.log.store, state, node_key=ledger.node_key, sequencer=LocalSequencer())
     assert reopened.head() == ledger.head()
     assert reopened.document("problem", committed.body["new_problem"]["uuid"])
 
@@ -91,7 +91,7 @@ def test_rejection_in_a_group_does_not_disturb_the_others(signer: Signer) -> Non
     ledger = _ledger(signer)
     problem = str(uuid.uuid4())
     requests = [_problem_request(signer, problem) for _ in range(5)]
-    futures = [ledger.submit(r, ledger.authenticate(r, "admin")) for r in requests]
+    futures = [ledger.write(r) for r in requests]
     outcomes = []
     for future in futures:
         try:

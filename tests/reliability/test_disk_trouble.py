@@ -38,12 +38,13 @@ from conftest import report, scale
 from ledger_checks import Server, free_port, init_ledger, new_uuid, stop_verify_replay
 from signing import Signer
 
-from ledger import keys, machine
+from ledger import keys
 from ledger.config import LedgerConfig
 from ledger.entry import SignedRequest, encode
 from ledger.errors import NotFoundError, StorageError
 from ledger.genesis import genesis_entry
 from ledger.log import Log
+from ledger.sequencer import LocalSequencer
 from ledger.service import Ledger
 from ledger.state import catch_up, read_meta
 from ledger.store import MemoryStore, Writes
@@ -229,7 +230,8 @@ def _ledger(alice: Signer, log_store: FailingStore, state_store: FailingStore) -
     node = keys.new_private_key()
     genesis = genesis_entry("test/disk", keys.public_b64(node), members, 300, int(time.time() * 1000))
     Log(log_store.inner).append(0, [encode(genesis)])
-    return Ledger(LedgerConfig(), log_store, state_store, node_key=node)  # type: ignore[arg-type]
+    return Ledger(LedgerConfig(), log_store, state_store, node_key=node,  # type: ignore[arg-type]
+                  sequencer=LocalSequencer()).start()
 
 
 def _problem(alice: Signer) -> tuple[str, SignedRequest]:
@@ -239,8 +241,7 @@ def _problem(alice: Signer) -> tuple[str, SignedRequest]:
 
 
 def _write(ledger: Ledger, request: SignedRequest) -> Any:
-    route, _ = machine.route_of(request.method, request.path)
-    return ledger.submit(request, ledger.authenticate(request, route.role)).result(timeout=10)
+    return ledger.write(request).result(timeout=10)
 
 
 def _replayed_digest(ledger: Ledger) -> bytes:

@@ -1,0 +1,105 @@
+"""The key layout of the two LevelDBs, in one place.
+
+Every key is bytes; ``n8`` is an 8-byte big-endian number (positions, sequence
+numbers, counters), so that keys sort in numeric order.
+
+The log (precious; see :mod:`ledger.log` and :mod:`ledger.merkle`):
+
+    e<n8 seq>                            -> canonical entry bytes
+    size                                 -> n8, the number of entries
+    t<level byte><n8 index>              -> Merkle tree node (RFC 9162)
+    checkpoint                           -> the latest signed checkpoint note
+
+State (derived from the log by the state machine; replay rebuilds it):
+
+    s/applied, s/digest, s/genesis       -> bookkeeping: entries applied, running digest, genesis
+                                            leaf (not part of the digest)
+    m/config                             -> the ledger's settings from its genesis
+    m/member/<key id>                    -> membership record
+    m/nonce/<key id>\\0<nonce>            -> n8 seq of the accepted write that used the nonce
+    m/sent/<signature fingerprint>       -> n8 seq of the entry an exact signed request became
+    m/result/<n8 seq>                    -> the outcome recorded for that entry
+    d/<coll>/<uuid>                      -> canonical JSON document
+    p/<coll>/<uuid>                      -> n8, the document's position in ledger order
+    o/<coll>/<n8 pos>                    -> uuid
+    c/<coll>                             -> n8, the next position
+    i/<coll>/<field>/<len4><value><n8>   -> uuid, one per indexed value of the field
+
+The domain rules keep further ``m/`` records of their own (:mod:`ledger.uplets`).
+"""
+
+
+def n8(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def from_n8(raw: bytes) -> int:
+    return int.from_bytes(raw, "big")
+
+
+# -- log ------------------------------------------------------------------------
+
+ENTRY_PREFIX = b"e"
+SIZE_KEY = b"size"
+CHECKPOINT_KEY = b"checkpoint"
+TREE_PREFIX = b"t"
+
+
+def entry_key(seq: int) -> bytes:
+    return ENTRY_PREFIX + n8(seq)
+
+
+# -- state: bookkeeping -------------------------------------------------------------
+
+META_PREFIX = b"s/"
+APPLIED_KEY = b"s/applied"
+DIGEST_KEY = b"s/digest"
+GENESIS_KEY = b"s/genesis"
+
+# -- state: the state machine's records ------------------------------------------------
+
+CONFIG_KEY = b"m/config"
+MEMBER_PREFIX = b"m/member/"
+SENT_PREFIX = b"m/sent/"
+RESULT_PREFIX = b"m/result/"
+
+
+def member_key(key_id: str) -> bytes:
+    return MEMBER_PREFIX + key_id.encode()
+
+
+def nonce_key(key_id: str, nonce: str) -> bytes:
+    """Records that key_id used nonce in an accepted write."""
+    return b"m/nonce/%s\x00%s" % (key_id.encode(), nonce.encode())
+
+
+def sent_key(fingerprint: bytes) -> bytes:
+    return SENT_PREFIX + fingerprint
+
+
+def result_key(seq: int) -> bytes:
+    return RESULT_PREFIX + n8(seq)
+
+
+# -- state: documents and their indexes --------------------------------------------------
+
+
+def doc_key(coll: str, uuid: str) -> bytes:
+    return b"d/%s/%s" % (coll.encode(), uuid.encode())
+
+
+def pos_key(coll: str, uuid: str) -> bytes:
+    return b"p/%s/%s" % (coll.encode(), uuid.encode())
+
+
+def order_prefix(coll: str) -> bytes:
+    return b"o/%s/" % coll.encode()
+
+
+def count_key(coll: str) -> bytes:
+    return b"c/" + coll.encode()
+
+
+def index_prefix(coll: str, field: str, form: str) -> bytes:
+    encoded = form.encode()
+    return b"i/%s/%s/%s%s" % (coll.encode(), field.encode(), len(encoded).to_bytes(4, "big"), encoded)
