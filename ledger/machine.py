@@ -199,10 +199,7 @@ def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
         },
     )
     for record in genesis["members"]:
-        txn.put_json(
-            member_key(record["key_id"]),
-            {"public_key": record["public_key"], "roles": sorted(record["roles"]), "revoked": False},
-        )
+        membership.put_genesis_member(txn, record)
     return Outcome(200, {"genesis": genesis["origin"]})
 
 
