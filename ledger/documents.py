@@ -57,6 +57,30 @@ FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: The fields of each collection whose values are uuids (stored lowercase): for a list field each
+#: item, for train_perf/test_perf each key. Queries match them case-insensitively.
+UUID_FIELDS: dict[str, frozenset[str]] = {
+    "problem": frozenset({"uuid", "workflow", "test_dataset"}),
+    "algo": frozenset({"uuid", "problem"}),
+    "data": frozenset({"uuid", "problems"}),
+    "learnuplet": frozenset(
+        {
+            "uuid",
+            "problem",
+            "workflow",
+            "algo",
+            "train_data",
+            "test_data",
+            "model_start",
+            "model_end",
+            "worker",
+            "train_perf",
+            "test_perf",
+        }
+    ),
+    "preduplet": frozenset({"uuid", "problem", "workflow", "data", "model", "worker", "prediction_storage_uuid"}),
+}
+
 
 def n8(n: int) -> bytes:
     return n.to_bytes(8, "big")
