@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from ledger import canonical, httpsig, membership, schema, uplets
+from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE
 from ledger.documents import Readable, Txn, n8
 from ledger.entry import Entry, leaf_hash
 from ledger.errors import AuthError, ForbiddenError, LedgerError, NotFoundError, ValidationError
@@ -196,6 +197,7 @@ def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
             "origin": genesis["origin"],
             "node_key": genesis["node_key"],
             "signature_window": genesis["signature_window"],
+            "max_uplets_per_write": genesis.get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE),
         },
     )
     for record in genesis["members"]:

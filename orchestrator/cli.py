@@ -22,8 +22,10 @@ from orchestrator import settings as config
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
-INIT = ("data_dir", "signature_window")
-SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window")
+INIT = ("data_dir", "signature_window", "max_uplets_per_write")
+SERVE = (
+    "data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "max_uplets_per_write"
+)
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")
 

@@ -70,6 +70,9 @@ class Settings:
     signature_window: int = _setting(
         300, _positive, "SECONDS", "how far a signature's created may be off the ledger clock; set at ledger creation"
     )
+    max_uplets_per_write: int = _setting(
+        10_000, _positive, "N", "most learnuplets and preduplets one write may create; set at ledger creation"
+    )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(
         "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
@@ -81,7 +84,12 @@ class Settings:
     overridden: frozenset[str] = field(default=frozenset(), compare=False)
 
     def ledger_config(self) -> LedgerConfig:
-        return LedgerConfig(data_dir=self.data_dir, signature_window=self.signature_window, max_group=self.max_group)
+        return LedgerConfig(
+            data_dir=self.data_dir,
+            signature_window=self.signature_window,
+            max_uplets_per_write=self.max_uplets_per_write,
+            max_group=self.max_group,
+        )
 
     def signing_key(self) -> tuple[Path, str]:
         """The key file and key id to sign with, after the rules of ``key_file`` and ``key_id``."""
