@@ -1,6 +1,7 @@
 """Creating a ledger: node key, client keys and the genesis entry (`orchestrator init`)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,11 @@ def genesis_entry(
 
 
 def init(
-    config: LedgerConfig, origin: str = DEFAULT_ORIGIN, specs: list[KeySpec] | None = None, *, clock=time.time
+    config: LedgerConfig,
+    origin: str = DEFAULT_ORIGIN,
+    specs: list[KeySpec] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> list[Path]:
     """Create a new ledger in config.data_dir; returns the private key files written.
 

@@ -23,7 +23,7 @@ def _new_member(server: Server, tmp_path: Path, name: str, roles: list[str]) -> 
     return Client.from_file(server.url, path, name)
 
 
-def _problem() -> dict:
+def _problem() -> dict[str, Any]:
     return {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
 
 

@@ -1,15 +1,18 @@
 """A whole platform cycle, black-box over HTTP against a real gunicorn server."""
 
+from typing import Any
+
+import requests
 from conftest import Server, new_uuid
 
 
-def ok(response, status=(200, 201)):
+def ok(response: requests.Response, status: int | tuple[int, ...] = (200, 201)) -> Any:
     assert response.status_code in ((status,) if isinstance(status, int) else status), response.text
     return response.json()
 
 
-def learnuplets(server: Server, **filters):
-    return ok(server.client("viewer").get("/learnuplet", **filters))["learnuplets"]
+def learnuplets(server: Server, **filters: str) -> list[dict[str, Any]]:
+    return list(ok(server.client("viewer").get("/learnuplet", **filters))["learnuplets"])
 
 
 def test_platform_cycle(server: Server) -> None:
