@@ -3,12 +3,17 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The most uplets one transaction may create when the genesis does not say (older ledgers).
+DEFAULT_MAX_UPLETS_PER_WRITE = 10_000
+
 
 @dataclass(frozen=True)
 class LedgerConfig:
     data_dir: Path = Path("data")
     #: Accept signatures whose `created` is within this many seconds of the ledger clock.
     signature_window: int = 300
+    #: Most learnuplets and preduplets one transaction may create (written into the genesis).
+    max_uplets_per_write: int = DEFAULT_MAX_UPLETS_PER_WRITE
     #: Most transactions committed per fsync; a group takes whatever is waiting, up to this.
     max_group: int = 512
     #: The URLs this node answers to: a request whose signed authority is not one of theirs is

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ledger import canonical
 from ledger.errors import InternalError
-from ledger.layout import count_key, doc_key, index_prefix, n8, order_prefix, pos_key
+from ledger.layout import count_key, doc_key, index_field_prefix, index_prefix, n8, order_prefix, pos_key
 
 COLLECTIONS = ("problem", "algo", "data", "learnuplet", "preduplet")
 
@@ -51,7 +51,29 @@ FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-
+#: The fields of each collection whose values are uuids (stored lowercase): for a list field each
+#: item, for train_perf/test_perf each key. Queries match them case-insensitively.
+UUID_FIELDS: dict[str, frozenset[str]] = {
+    "problem": frozenset({"uuid", "workflow", "test_dataset"}),
+    "algo": frozenset({"uuid", "problem"}),
+    "data": frozenset({"uuid", "problems"}),
+    "learnuplet": frozenset(
+        {
+            "uuid",
+            "problem",
+            "workflow",
+            "algo",
+            "train_data",
+            "test_data",
+            "model_start",
+            "model_end",
+            "worker",
+            "train_perf",
+            "test_perf",
+        }
+    ),
+    "preduplet": frozenset({"uuid", "problem", "workflow", "data", "model", "worker", "prediction_storage_uuid"}),
+}
 
 
 def filter_form(value: Any) -> str:
@@ -68,6 +90,13 @@ def filter_form(value: Any) -> str:
 
 
 def indexed_values(value: Any) -> list[str]:
+    kind = type(value)  # the common cases first, as filter_form() would have them
+    if kind is str:
+        return [value]
+    if value is None:
+        return ["null"]
+    if kind is int:
+        return [str(value)]
     if isinstance(value, list):
         items: Iterable[Any] = value
     elif isinstance(value, dict):
@@ -77,12 +106,11 @@ def indexed_values(value: Any) -> list[str]:
     return sorted({filter_form(v) for v in items})
 
 
-
-
-
-
-
-
+#: Per collection, each field with the start of its index keys (index_prefix without the value).
+_INDEXES: dict[str, tuple[tuple[str, bytes], ...]] = {
+    coll: tuple((field, index_field_prefix(coll, field)) for field in fields)
+    for coll, fields in FIELDS.items()
+}
 
 
 class Txn:
@@ -118,16 +146,20 @@ class Txn:
         return result
 
     def insert_doc(self, coll: str, doc: dict[str, Any]) -> None:
+        # The hot loop of a large write (one call per uplet): the same keys as put() with
+        # index_prefix() would write, built with fewer calls.
         uuid = doc["uuid"]
         counter = count_key(coll)
         n = self.counter(counter)
-        self.put(counter, n8(n + 1))
-        self.put(pos_key(coll, uuid), n8(n))
-        self.put(order_prefix(coll) + n8(n), uuid.encode())
-        self.put_json(doc_key(coll, uuid), doc)
-        for field in FIELDS[coll]:
+        pos, value, writes = n8(n), uuid.encode(), self.writes
+        writes[counter] = n8(n + 1)
+        writes[pos_key(coll, uuid)] = pos
+        writes[order_prefix(coll) + pos] = value
+        writes[doc_key(coll, uuid)] = canonical.dumps(doc)
+        for field, prefix in _INDEXES[coll]:
             for form in indexed_values(doc[field]):
-                self.put(index_prefix(coll, field, form) + n8(n), uuid.encode())
+                encoded = form.encode()
+                writes[prefix + len(encoded).to_bytes(4, "big") + encoded + pos] = value
 
     def update_doc(self, coll: str, old: dict[str, Any], new: dict[str, Any]) -> None:
         uuid = new["uuid"]

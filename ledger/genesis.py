@@ -1,11 +1,13 @@
 """Creating a ledger: node key, client keys and the genesis entry (`orchestrator init`)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ledger import checkpoint, keys
-from ledger.config import LedgerConfig
+from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE, LedgerConfig
 from ledger.entry import Entry, encode
 from ledger.errors import StorageError, ValidationError
 from ledger.log import Log
@@ -37,13 +39,30 @@ class KeySpec:
         return cls(name, roles)
 
 
-def genesis_entry(origin: str, node_public: str, members: list[dict], window: int, time_ms: int) -> Entry:
-    body = {"origin": origin, "node_key": node_public, "signature_window": window, "members": members}
+def genesis_entry(
+    origin: str,
+    node_public: str,
+    members: list[dict[str, Any]],
+    window: int,
+    time_ms: int,
+    max_uplets: int = DEFAULT_MAX_UPLETS_PER_WRITE,
+) -> Entry:
+    body = {
+        "origin": origin,
+        "node_key": node_public,
+        "signature_window": window,
+        "max_uplets_per_write": max_uplets,
+        "members": members,
+    }
     return Entry(seq=0, time_ms=time_ms, key_id=origin, genesis=body)
 
 
 def init(
-    config: LedgerConfig, origin: str = DEFAULT_ORIGIN, specs: list[KeySpec] | None = None, *, clock=time.time
+    config: LedgerConfig,
+    origin: str = DEFAULT_ORIGIN,
+    specs: list[KeySpec] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> list[Path]:
     """Create a new ledger in config.data_dir; returns the private key files written.
 
@@ -67,7 +86,10 @@ def init(
         key = keys.new_private_key()
         keys.write_private_key(config.keys_dir / f"{spec.name}.pem", key)
         members.append({"key_id": spec.name, "public_key": keys.public_b64(key), "roles": sorted(spec.roles)})
-    entry = genesis_entry(origin, keys.public_b64(node), members, config.signature_window, int(clock() * 1000))
+    time_ms = int(clock() * 1000)
+    entry = genesis_entry(
+        origin, keys.public_b64(node), members, config.signature_window, time_ms, config.max_uplets_per_write
+    )
     log_store = LevelStore(config.log_dir)
     state_store = LevelStore(config.state_dir)
     try:

@@ -24,6 +24,8 @@ from ledger.entry import SignedRequest
 from ledger.errors import AuthError
 
 SIGNATURE_HEADERS = ("signature", "signature-input")
+#: Longest accepted signature nonce, in characters (both the fast and the general path parse here).
+MAX_NONCE = 128
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,10 @@ def _signature_params(signature_input: str, signature: str) -> SignatureParams:
         raise AuthError(
             "malformed Signature-Input parameters (keyid, created and a non-empty nonce are required)",
             reason="malformed",
+        )
+    if len(nonce) > MAX_NONCE:
+        raise AuthError(
+            f"malformed Signature-Input: the nonce is longer than {MAX_NONCE} characters", reason="malformed"
         )
     fingerprint = hashlib.sha256(key_id.encode() + b"\x00" + signature.encode()).digest()
     return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)

@@ -100,6 +100,10 @@ def count_key(coll: str) -> bytes:
     return b"c/" + coll.encode()
 
 
+def index_field_prefix(coll: str, field: str) -> bytes:
+    return b"i/%s/%s/" % (coll.encode(), field.encode())
+
+
 def index_prefix(coll: str, field: str, form: str) -> bytes:
     encoded = form.encode()
-    return b"i/%s/%s/%s%s" % (coll.encode(), field.encode(), len(encoded).to_bytes(4, "big"), encoded)
+    return index_field_prefix(coll, field) + len(encoded).to_bytes(4, "big") + encoded

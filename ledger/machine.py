@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from ledger import canonical, httpsig, membership, routes, schema, uplets
+from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE
 from ledger.documents import Readable, Txn
 from ledger.entry import Entry, leaf_hash
 from ledger.errors import (
@@ -162,13 +163,11 @@ def _apply_genesis(txn: Txn, entry: Entry, genesis: dict[str, Any]) -> Outcome:
             "origin": genesis["origin"],
             "node_key": genesis["node_key"],
             "signature_window": genesis["signature_window"],
+            "max_uplets_per_write": genesis.get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE),
         }
         txn.put_json(CONFIG_KEY, settings)
         for record in genesis["members"]:
-            txn.put_json(
-                member_key(record["key_id"]),
-                {"public_key": record["public_key"], "roles": sorted(record["roles"]), "revoked": False},
-            )
+            membership.put_genesis_member(txn, record)
     except (KeyError, TypeError, AttributeError) as e:
         raise ValidationError(f"malformed genesis: {e!r}") from e
     return Outcome(200, {"genesis": genesis["origin"]})

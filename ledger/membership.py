@@ -4,6 +4,16 @@ Records live in state under ``m/member/<key id>`` as
 ``{"public_key": base64 raw Ed25519 key, "roles": [...], "revoked": bool}``.
 Revocation is final; a revoked key's earlier entries still verify, because a
 verifier checks each entry against the membership in force at that entry.
+
+Two derived keys beside them, kept by :func:`put_genesis_member`, :func:`add`,
+:func:`set_roles` and :func:`revoke` (apply reads state by point reads only, so
+these stand in for scans):
+
+    m/admins              -> n8, how many members are active (not revoked) and hold ``admin``
+    m/pubkey/<base64 key> -> key id holding that public key (revoked or not)
+
+The ledger always keeps one active admin: the last one can neither lose the role
+nor be revoked. A public key belongs to one key id for the life of the ledger.
 """
 
 import base64
@@ -13,10 +23,32 @@ from typing import Any
 from ledger import schema
 from ledger.documents import Txn
 from ledger.errors import ConflictError, NotFoundError, ValidationError
-from ledger.layout import member_key
+from ledger.layout import member_key, n8
 
 ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+ADMINS_KEY = b"m/admins"
+
+
+def public_key_key(public_b64: str) -> bytes:
+    """State key naming the key id that holds a public key (its canonical base64)."""
+    return b"m/pubkey/" + public_b64.encode()
+
+
+def _add_admins(txn: Txn, delta: int) -> None:
+    txn.put(ADMINS_KEY, n8(txn.counter(ADMINS_KEY) + delta))
+
+
+def put_genesis_member(txn: Txn, record: dict[str, Any]) -> None:
+    """Write one member named by the genesis entry, with the derived keys beside it."""
+    member_roles = sorted(record["roles"])
+    stored = {"public_key": record["public_key"], "roles": member_roles, "revoked": False}
+    txn.put_json(member_key(record["key_id"]), stored)
+    index = public_key_key(record["public_key"])
+    if txn.get(index) is None:
+        txn.put(index, record["key_id"].encode())
+    if "admin" in member_roles:
+        _add_admins(txn, 1)
 
 
 def view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -61,18 +93,41 @@ def _existing(txn: Txn, name: str) -> dict[str, Any]:
     return record
 
 
+def _refuse_last_admin(txn: Txn, name: str, action: str) -> None:
+    if txn.counter(ADMINS_KEY) <= 1:
+        raise ConflictError(
+            f"node {name!r} is the last active admin and cannot {action}; "
+            "the ledger must keep at least one (register or promote another admin first)"
+        )
+
+
 def add(txn: Txn, body: Any) -> dict[str, Any]:
     clean = schema.fields(body, {"key_id": key_id, "public_key": public_key, "roles": roles})
     if txn.get(member_key(clean["key_id"])) is not None:
         raise ConflictError(f"node {clean['key_id']!r} already exists")
+    index = public_key_key(clean["public_key"])
+    holder = txn.get(index)
+    if holder is not None:
+        raise ConflictError(
+            f"public key {clean['public_key']} is already registered to node {holder.decode()!r}; "
+            "each key id needs a key pair of its own"
+        )
     record = {"public_key": clean["public_key"], "roles": clean["roles"], "revoked": False}
     txn.put_json(member_key(clean["key_id"]), record)
+    txn.put(index, clean["key_id"].encode())
+    if "admin" in record["roles"]:
+        _add_admins(txn, 1)
     return {"new_node": view(clean["key_id"], record)}
 
 
 def set_roles(txn: Txn, name: str, body: Any) -> dict[str, Any]:
     record = _existing(txn, name)
     clean = schema.fields(body, {"roles": roles})
+    was_admin, is_admin = "admin" in record["roles"], "admin" in clean["roles"]
+    if was_admin and not is_admin:
+        _refuse_last_admin(txn, name, "lose the admin role")
+    if was_admin != is_admin:
+        _add_admins(txn, 1 if is_admin else -1)
     record = {**record, "roles": clean["roles"]}
     txn.put_json(member_key(name), record)
     return {"updated_node": view(name, record)}
@@ -81,8 +136,13 @@ def set_roles(txn: Txn, name: str, body: Any) -> dict[str, Any]:
 def revoke(txn: Txn, name: str, requester: str, body: Any) -> dict[str, Any]:
     record = _existing(txn, name)
     schema.fields(body, {})
+    admin = "admin" in record["roles"]
+    if admin:
+        _refuse_last_admin(txn, name, "be revoked")
     if name == requester:
         raise ConflictError("a key cannot revoke itself")
+    if admin:
+        _add_admins(txn, -1)
     record = {**record, "revoked": True}
     txn.put_json(member_key(name), record)
     return {"revoked_node": view(name, record)}

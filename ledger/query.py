@@ -1,7 +1,8 @@
 """Reads from materialized state: one document, or a filtered page of a collection.
 
 Filters are equalities on a field's filter form (see :mod:`ledger.documents`),
-membership for list fields, ANDed. Each filter is an index prefix whose keys
+membership for list fields, ANDed; a uuid given for a uuid-valued field (and
+``after``) matches in any case, like paths. Each filter is an index prefix whose keys
 end in ledger positions; a leapfrog join over those prefixes finds matches in
 ledger order, so a query costs time in proportion to its result (and to the
 smallest index it touches), not to the collection.
@@ -10,8 +11,8 @@ smallest index it touches), not to the collection.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ledger import canonical
-from ledger.documents import COLLECTIONS, FIELDS
+from ledger import canonical, schema
+from ledger.documents import COLLECTIONS, FIELDS, UUID_FIELDS
 from ledger.errors import InternalError, NotFoundError, ValidationError
 from ledger.layout import MEMBER_PREFIX, doc_key, index_prefix, member_key, n8, order_prefix, pos_key
 from ledger.store import Store
@@ -66,6 +67,11 @@ def _matches(store: Store, prefixes: list[bytes], start: int, want: int) -> list
     return found
 
 
+def _filter_value(coll: str, field: str, value: str) -> str:
+    """A uuid given for a uuid-valued field matches in any case (uuids are stored lowercase)."""
+    return value.lower() if field in UUID_FIELDS[coll] and schema.is_uuid(value) else value
+
+
 def find(
     store: Store, coll: str, filters: Mapping[str, str], *, limit: int = DEFAULT_LIMIT, after: str | None = None
 ) -> Page:
@@ -86,7 +92,9 @@ def find(
         if pos is None:
             raise ValidationError(f"after: no {coll} {after}")
         start = int.from_bytes(pos, "big") + 1
-    prefixes = [index_prefix(coll, field, value) for field, value in sorted(filters.items())]
+    prefixes = [
+        index_prefix(coll, field, _filter_value(coll, field, value)) for field, value in sorted(filters.items())
+    ]
     if not prefixes:
         prefixes = [order_prefix(coll)]
     uuids = _matches(store, prefixes, start, limit + 1)

@@ -12,30 +12,44 @@ Auxiliary state kept beside the documents (all under ``m/``):
     m/algo/<algo>             -> {"next_rank": n, "best": {"perf", "model"} | null}
     m/pbest/<problem>         -> {"perf", "model"}: best done learnuplet of the problem
     m/claim/<uplet>           -> key id that claimed the uplet
+
+One write creates at most the ledger's ``max_uplets_per_write`` uplets (from the
+genesis, in ``m/config``); the count is taken before any document is built.
 """
 
+import hashlib
 import uuid as uuidlib
 from typing import Any
 
 from ledger import schema
+from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE
 from ledger.documents import Txn
-from ledger.errors import ConflictError, ForbiddenError, NotFoundError, UnknownReferenceError
+from ledger.errors import ConflictError, ForbiddenError, NotFoundError, UnknownReferenceError, ValidationError
 from ledger.layout import n8
 
 _NAMESPACE = uuidlib.UUID("6f1d3c1e-5b8a-4c8e-9d2a-0b7e4f6a9c31")
 
 
 class Ids:
-    """Deterministic ids for one entry: UUIDv5 of the entry hash and a counter."""
+    """Deterministic ids for one entry: UUIDv5 of the entry hash and a counter.
+
+    ``new()`` is ``str(uuid.uuid5(_NAMESPACE, f"{entry hash hex}/{counter}"))``, computed from
+    one SHA-1 state of the common prefix (a large write asks for tens of thousands).
+    """
 
     def __init__(self, entry_hash: bytes) -> None:
-        self._prefix = entry_hash.hex()
+        self._base = hashlib.sha1(_NAMESPACE.bytes + f"{entry_hash.hex()}/".encode())
         self._next = 0
 
     def new(self) -> str:
-        value = str(uuidlib.uuid5(_NAMESPACE, f"{self._prefix}/{self._next}"))
+        digest = self._base.copy()
+        digest.update(str(self._next).encode())
         self._next += 1
-        return value
+        raw = bytearray(digest.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        text = raw.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _count(txn: Txn, key: bytes) -> int:
@@ -59,6 +73,21 @@ def _read_list(txn: Txn, list_key: bytes, count_key: bytes) -> list[str]:
 
 def _batches(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _batch_count(items: int, size: int) -> int:
+    return -(-items // size)
+
+
+def _check_uplet_count(txn: Txn, count: int) -> None:
+    """Refuse a write that would create more uplets than the ledger allows (ValidationError)."""
+    config: dict[str, Any] | None = txn.get_json(b"m/config")
+    limit = int((config or {}).get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE))
+    if count > limit:
+        raise ValidationError(
+            f"this request would create {count} uplets; the ledger allows at most {limit} per write "
+            "(max_uplets_per_write, fixed when the ledger was created)"
+        )
 
 
 def _problem(txn: Txn, uuid: str, field: str) -> dict[str, Any]:
@@ -139,9 +168,10 @@ def new_algo(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, An
     problem = _problem(txn, body["problem"], "problem")
     if txn.doc("algo", body["uuid"]) is not None:
         raise ConflictError(f"algo {body['uuid']} already exists")
+    pid = problem["uuid"].encode()
+    _check_uplet_count(txn, _batch_count(txn.counter(b"m/ptrainc/" + pid), problem["size_train_dataset"]))
     doc = {"uuid": body["uuid"], "name": body["name"], "problem": body["problem"], "timestamp_upload": now}
     txn.insert_doc("algo", doc)
-    pid = problem["uuid"].encode()
     _append(txn, b"m/palgo/%s/" % pid, b"m/palgoc/" + pid, doc["uuid"])
     train = _read_list(txn, b"m/ptrain/%s/" % pid, b"m/ptrainc/" + pid)
     created = _create_learnuplets(txn, ids, now, problem, doc["uuid"], train)
@@ -153,16 +183,23 @@ def new_data(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, An
     for uuid in body["uuid"]:
         if txn.doc("data", uuid) is not None:
             raise ConflictError(f"data {uuid} already exists")
+    trains: list[list[str]] = []  # per problem, the new data it trains on
+    count = 0
+    for problem in problems:
+        test = set(problem["test_dataset"])
+        train = [uuid for uuid in body["uuid"] if uuid not in test]
+        trains.append(train)
+        algos = txn.counter(b"m/palgoc/" + problem["uuid"].encode())
+        count += algos * _batch_count(len(train), problem["size_train_dataset"])
+    _check_uplet_count(txn, count)
     docs = []
     for uuid in body["uuid"]:
         doc = {"uuid": uuid, "problems": body["problems"], "timestamp_upload": now}
         txn.insert_doc("data", doc)
         docs.append(doc)
     created = 0
-    for problem in problems:
+    for problem, train in zip(problems, trains, strict=True):
         pid = problem["uuid"].encode()
-        test = set(problem["test_dataset"])
-        train = [uuid for uuid in body["uuid"] if uuid not in test]
         for uuid in train:
             _append(txn, b"m/ptrain/%s/" % pid, b"m/ptrainc/" + pid, uuid)
         for algo in _read_list(txn, b"m/palgo/%s/" % pid, b"m/palgoc/" + pid):
@@ -175,6 +212,7 @@ def new_prediction(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[s
     best = txn.get_json(b"m/pbest/" + problem["uuid"].encode())
     if best is None:
         raise ConflictError(f"problem {problem['uuid']} has no trained model yet (no learnuplet is done)")
+    _check_uplet_count(txn, len(body["data"]))
     for data in body["data"]:
         doc = {
             "uuid": ids.new(),

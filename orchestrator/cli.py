@@ -22,8 +22,11 @@ from orchestrator import settings as config
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
-INIT = ("data_dir", "signature_window")
-SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "public_url")
+INIT = ("data_dir", "signature_window", "max_uplets_per_write")
+SERVE = (
+    "data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "max_uplets_per_write",
+    "public_url",
+)
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")
 

@@ -85,6 +85,9 @@ class Settings:
     signature_window: int = _setting(
         300, _positive, "SECONDS", "how far a signature's created may be off the ledger clock; set at ledger creation"
     )
+    max_uplets_per_write: int = _setting(
+        10_000, _positive, "N", "most learnuplets and preduplets one write may create; set at ledger creation"
+    )
     public_url: str = _setting(
         "", _urls, "URL",
         "a URL this node answers to, repeatable, comma-separated in the environment; a request signed for another "
@@ -106,6 +109,7 @@ class Settings:
         return LedgerConfig(
             data_dir=self.data_dir,
             signature_window=self.signature_window,
+            max_uplets_per_write=self.max_uplets_per_write,
             max_group=self.max_group,
             public_urls=self.public_urls(),
         )

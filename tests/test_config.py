@@ -14,7 +14,10 @@ from ledger.store import LevelStore
 from orchestrator import settings
 from orchestrator.settings import Settings, SettingsError
 
-SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "public_url")
+SERVE = (
+    "data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "max_uplets_per_write",
+    "public_url",
+)
 
 
 def shown(name: str) -> str:
@@ -106,6 +109,24 @@ def test_init_takes_the_signature_window_from_env_then_flag(tmp_path: Path) -> N
                  env=_clean_env(ORCHESTRATOR_SIGNATURE_WINDOW="42"))
     orchestrator("init", env=_clean_env(ORCHESTRATOR_DATA_DIR=str(tmp_path / "d")))
     assert [window(tmp_path / d) for d in "abcd"] == [300, 42, 7, 300]
+
+
+def test_init_takes_max_uplets_per_write_from_env_then_flag(tmp_path: Path) -> None:
+    def limit(data: Path) -> int:
+        store = LevelStore(data / "state", create=False)
+        try:
+            return int(machine.config(store)["max_uplets_per_write"])
+        finally:
+            store.close()
+
+    orchestrator("init", "--data-dir", str(tmp_path / "a"), env=_clean_env())
+    orchestrator("init", "--data-dir", str(tmp_path / "b"), env=_clean_env(ORCHESTRATOR_MAX_UPLETS_PER_WRITE="42"))
+    orchestrator("init", "--data-dir", str(tmp_path / "c"), "--max-uplets-per-write", "7",
+                 env=_clean_env(ORCHESTRATOR_MAX_UPLETS_PER_WRITE="42"))
+    assert [limit(tmp_path / d) for d in "abc"] == [10000, 42, 7]
+    result = orchestrator("init", "--data-dir", str(tmp_path / "e"), "--max-uplets-per-write", "0", check=False,
+                          env=_clean_env())
+    assert result.returncode == 2 and "--max-uplets-per-write" in result.stderr and not (tmp_path / "e").exists()
 
 
 def test_invalid_settings_stop_a_command_before_it_does_anything(tmp_path: Path) -> None:

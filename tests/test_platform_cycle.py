@@ -1,15 +1,18 @@
 """A whole platform cycle, black-box over HTTP against a real gunicorn server."""
 
+from typing import Any
+
+import requests
 from conftest import Server, new_uuid
 
 
-def ok(response, status=(200, 201)):
+def ok(response: requests.Response, status: int | tuple[int, ...] = (200, 201)) -> Any:
     assert response.status_code in ((status,) if isinstance(status, int) else status), response.text
     return response.json()
 
 
-def learnuplets(server: Server, **filters):
-    return ok(server.client("viewer").get("/learnuplet", **filters))["learnuplets"]
+def learnuplets(server: Server, **filters: str) -> list[dict[str, Any]]:
+    return list(ok(server.client("viewer").get("/learnuplet", **filters))["learnuplets"])
 
 
 def test_platform_cycle(server: Server) -> None:
@@ -130,3 +133,56 @@ def test_collection_paging_and_lookup(server: Server) -> None:
     assert viewer.get(f"/data/{new_uuid()}").status_code == 404
     assert viewer.get("/nosuchthing").status_code == 404
     assert viewer.get("/data", colour="red").status_code == 400
+
+
+UUID_FIELDS = {
+    "problem": ("uuid", "workflow", "test_dataset"),
+    "algo": ("uuid", "problem"),
+    "data": ("uuid", "problems"),
+    "learnuplet": ("uuid", "problem", "workflow", "algo", "train_data", "test_data", "model_start", "model_end",
+                   "worker", "train_perf", "test_perf"),
+    "preduplet": ("uuid", "problem", "workflow", "data", "model", "worker", "prediction_storage_uuid"),
+}
+
+
+def test_uuid_filters_match_in_any_case(server: Server) -> None:
+    admin, analytics, viewer, compute = (server.client(n) for n in ("admin", "analytics", "viewer", "compute"))
+    problem, test_data, train = new_uuid(), new_uuid(), [new_uuid(), new_uuid()]
+    ok(admin.post("/problem", {"uuid": problem, "workflow": new_uuid(), "test_dataset": [test_data],
+                               "size_train_dataset": 1}))
+    ok(viewer.post("/data", {"uuid": [*train, test_data], "problems": problem}))
+    algo = new_uuid()
+    ok(analytics.post("/algo", {"uuid": algo, "name": "LogReg", "problem": problem}))
+    first = learnuplets(server, algo=algo)[0]
+    ok(compute.post(f"/worker/learnuplet/{first['uuid']}", {"worker": new_uuid()}))
+    ok(compute.post(f"/learndone/{first['uuid']}", {"status": "done", "perf": 0.5, "train_perf": [0.5],
+                                                     "test_perf": [0.5]}))
+    data = new_uuid()
+    ok(viewer.post("/prediction", {"data": data, "problem": problem}))
+    (pred,) = ok(viewer.get("/preduplet", data=data))["preduplets"]
+    ok(compute.post(f"/worker/preduplet/{pred['uuid']}", {"worker": new_uuid()}))
+    ok(compute.post(f"/preddone/{pred['uuid']}", {"status": "done", "prediction_storage_uuid": new_uuid()}))
+
+    docs = {
+        "problem": ok(viewer.get(f"/problem/{problem}")),
+        "algo": ok(viewer.get(f"/algo/{algo}")),
+        "data": ok(viewer.get(f"/data/{train[0]}")),
+        "learnuplet": ok(viewer.get(f"/learnuplet/{first['uuid']}")),
+        "preduplet": ok(viewer.get(f"/preduplet/{pred['uuid']}")),
+    }
+    for collection, fields in UUID_FIELDS.items():
+        doc = docs[collection]
+        for field in fields:
+            value = doc[field]
+            value = next(iter(value)) if isinstance(value, (list, dict)) else value
+            assert isinstance(value, str) and value == value.lower(), (collection, field, value)
+            lower = ok(viewer.get(f"/{collection}", **{field: value}))
+            assert doc in lower[f"{collection}s"], (collection, field)
+            assert ok(viewer.get(f"/{collection}", **{field: value.upper()})) == lower, (collection, field)
+    # The cursor too; fields that are not uuids stay exact.
+    page = ok(viewer.get("/learnuplet", algo=algo, after=first["uuid"]))
+    assert page["learnuplets"] and ok(viewer.get("/learnuplet", algo=algo, after=first["uuid"].upper())) == page
+    assert ok(viewer.get("/algo", name="LogReg", problem=problem))["algos"] == [docs["algo"]]
+    assert ok(viewer.get("/algo", name="LOGREG", problem=problem))["algos"] == []
+    assert ok(viewer.get("/learnuplet", algo=algo.upper(), status="TODO"))["learnuplets"] == []
+    assert ok(viewer.get("/learnuplet", algo=algo.upper(), status="todo"))["learnuplets"] != []

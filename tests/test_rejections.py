@@ -1113,6 +1113,18 @@ def test_same_nonce_other_key_is_fine(server: Server) -> None:
     ok(send_with(everything, auth_for(everything, fixed_nonce(nonce)), "POST", "/problem", json=problem_body()), 201)
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("lead", ["", "\\"], ids=["fast-path", "general-path"])
+def test_nonce_longer_than_128_characters(server: Server, method: str, lead: str) -> None:
+    """A backslash (escaped in the header) makes the server parse with the general library."""
+    client = server.client("admin")
+    too_long = lead + secrets.token_hex(65)[: 129 - len(lead)]
+    auth = auth_for(client, fixed_nonce(too_long))
+    assert_rejected(server, read_or_write(client, method, auth), 401, "nonce is longer than 128 characters")
+    longest = lead + secrets.token_hex(64)[: 128 - len(lead)]
+    ok(read_or_write(client, method, auth_for(client, fixed_nonce(longest)))())
+
+
 # -- exact resends -------------------------------------------------------------
 
 
