@@ -186,8 +186,7 @@ def _decoded(raw: bytes) -> Any:
 
 
 def _apply_genesis(txn: Txn, entry: Entry) -> Outcome:
-    genesis = entry.genesis
-    assert genesis is not None
+    genesis = membership.genesis_settings(entry.genesis)
     if entry.seq != 0 or txn.get(b"m/config") is not None:
         raise ValidationError("genesis must be entry 0")
     txn.put_json(
