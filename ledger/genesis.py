@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger import checkpoint, keys
+from ledger.checkpoint_file import CheckpointFile
 from ledger.config import LedgerConfig
 from ledger.entry import Entry, encode
 from ledger.errors import StorageError, ValidationError
@@ -56,7 +57,7 @@ def init(
     if config.log_dir.exists():
         raise StorageError(f"{config.data_dir} already holds a ledger; refusing to overwrite it")
     targets = [config.node_key_file] + [config.keys_dir / f"{name}.pem" for name in names]
-    for path in targets:
+    for path in [*targets, config.checkpoint_file]:
         if path.exists():
             raise StorageError(f"{path} already exists; refusing to overwrite it")
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,10 +69,10 @@ def init(
         keys.write_private_key(config.keys_dir / f"{spec.name}.pem", key)
         members.append({"key_id": spec.name, "public_key": keys.public_b64(key), "roles": sorted(spec.roles)})
     entry = genesis_entry(origin, keys.public_b64(node), members, config.signature_window, int(clock() * 1000))
-    log_store = LevelStore(config.log_dir)
+    log_store = LevelStore(config.log_dir, paranoid=True)
     state_store = LevelStore(config.state_dir)
     try:
-        log = Log(log_store)
+        log = Log(log_store, CheckpointFile(config.checkpoint_file))  # commit() writes the file too
         log.append(0, [encode(entry)])
         meta = catch_up(log, state_store)
         note = checkpoint.sign(checkpoint.Checkpoint(origin, 1, log.tree().root(1), meta.digest), node)

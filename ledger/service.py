@@ -8,10 +8,11 @@ thread. It keeps the three concerns DESIGN separates apart: authentication
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import canonical, checkpoint, ed25519, httpsig, keys, machine, query
+from ledger import canonical, checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query
 from ledger.config import LedgerConfig
 from ledger.documents import n8
 from ledger.entry import SignedRequest
@@ -33,10 +34,11 @@ class Ledger:
         node_key: Ed25519PrivateKey | None = None,
         clock: Callable[[], float] = time.time,
         on_group: Callable[[int, float], None] | None = None,
+        checkpoint_path: Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
-        self.log = Log(log_store)
+        self.log = checkpoint_file.open_log(log_store, checkpoint_path)  # refuses a log shorter than signed
         self.state = state_store
         if self.log.size() == 0:
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
@@ -61,7 +63,7 @@ class Ledger:
         """Open the data dir's LevelDBs; raises StorageError if missing or in use."""
         if not config.log_dir.exists():
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
-        log_store = LevelStore(config.log_dir, create=False)
+        log_store = LevelStore(config.log_dir, create=False, paranoid=True)
         try:
             state_store = LevelStore(config.state_dir)
         except StorageError:
@@ -73,7 +75,13 @@ class Ledger:
             log_store.close()
             state_store.close()
             raise StorageError(f"cannot read the node key {config.node_key_file}: {e}") from e
-        return cls(config, log_store, state_store, node_key=node_key, **kwargs)  # type: ignore[arg-type]
+        try:
+            signed = config.checkpoint_file
+            return cls(config, log_store, state_store, node_key=node_key, checkpoint_path=signed, **kwargs)  # type: ignore[arg-type]
+        except BaseException:
+            log_store.close()
+            state_store.close()
+            raise
 
     @classmethod
     def in_memory(
