@@ -30,6 +30,9 @@ class RemoteSource:
     def checkpoint(self) -> str:
         return self._get("/ledger/checkpoint").text
 
+    def kept_checkpoint(self) -> None:
+        return None  # a node keeps it in its data dir: `verify` checks it there
+
     def size(self) -> int:
         return int(self._get("/ledger/head").json()["size"])
 

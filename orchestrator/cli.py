@@ -83,9 +83,11 @@ def _trusted(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as e:
         raise StorageError(f"cannot read --trusted-checkpoint {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise StorageError(f"--trusted-checkpoint {path} is not UTF-8 text (byte {e.start})") from e
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
