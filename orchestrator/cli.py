@@ -59,6 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         written = init(ledger_config)
         print(f"no ledger in {s.data_dir}: created one; admin key written to {written[1]}", flush=True)
     check_unlocked(ledger_config.log_dir)  # fail clearly if another process holds it; never open LevelDB before fork
+    server.check_ledger(ledger_config)  # a damaged or shortened log...: one line, nothing served
     server.run(s)
     return 0
 
