@@ -34,6 +34,11 @@ class LedgerConfig:
         return self.data_dir / "nonces"
 
     @property
+    def checkpoint_file(self) -> Path:
+        """A copy of the latest signed checkpoint, outside LevelDB (see ledger/checkpoint_file.py)."""
+        return self.data_dir / "checkpoint"
+
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 

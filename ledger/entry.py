@@ -69,24 +69,42 @@ def decode(raw: bytes) -> Entry:
     """Parse entry bytes; raises IntegrityError if they are not canonical."""
     try:
         doc = canonical.loads(raw)
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
         request = None
         if "method" in doc:
+            headers = doc["headers"]
+            if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+                raise TypeError("field 'headers' is not an object of strings")
             request = SignedRequest(
-                method=doc["method"],
-                target=doc["target"],
-                headers=dict(doc["headers"]),
-                body=base64.b64decode(doc["body"], validate=True),
+                method=_typed(doc, "method", str),
+                target=_typed(doc, "target", str),
+                headers=dict(headers),
+                body=base64.b64decode(_typed(doc, "body", str), validate=True),
             )
+        genesis = doc.get("genesis")
+        if genesis is not None and not isinstance(genesis, dict):
+            raise TypeError("field 'genesis' is not an object")
         entry = Entry(
-            seq=doc["seq"],
-            time_ms=doc["time"],
-            key_id=doc["key"],
+            seq=_typed(doc, "seq", int),
+            time_ms=_typed(doc, "time", int),
+            key_id=_typed(doc, "key", str),
             request=request,
-            genesis=doc.get("genesis"),
+            genesis=genesis,
             raw=raw,
         )
-    except (ValueError, KeyError, TypeError) as e:
+    except KeyError as e:
+        raise IntegrityError(f"entry is not decodable: field {e} is missing") from e
+    except (ValueError, TypeError) as e:
         raise IntegrityError(f"entry is not decodable: {e}") from e
     if encode(entry) != raw:
         raise IntegrityError("entry bytes are not in canonical form")
     return entry
+
+
+def _typed(doc: dict[str, Any], name: str, kind: type) -> Any:
+    """doc[name], which must be of that JSON type (a bool is no number)."""
+    value = doc[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"field {name!r} is not a {'number' if kind is int else 'string'}")
+    return value

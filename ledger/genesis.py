@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import checkpoint, keys
+from ledger.checkpoint_file import CheckpointFile
 from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE, LedgerConfig
 from ledger.entry import Entry, encode
 from ledger.errors import StorageError, ValidationError
@@ -75,7 +76,7 @@ def init(
     if config.log_dir.exists():
         raise StorageError(f"{config.data_dir} already holds a ledger; refusing to overwrite it")
     targets = [config.node_key_file] + [config.keys_dir / f"{name}.pem" for name in names]
-    for path in targets:
+    for path in [*targets, config.checkpoint_file]:
         if path.exists():
             raise StorageError(f"{path} already exists; refusing to overwrite it")
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,10 +91,10 @@ def init(
     entry = genesis_entry(
         origin, keys.public_b64(node), members, config.signature_window, time_ms, config.max_uplets_per_write
     )
-    log_store = LevelStore(config.log_dir)
+    log_store = LevelStore(config.log_dir, paranoid=True)
     state_store = LevelStore(config.state_dir)
     try:
-        log = Log(log_store)
+        log = Log(log_store, CheckpointFile(config.checkpoint_file))  # commit() writes the file too
         log.append(0, [encode(entry)])
         meta = catch_up(log, state_store)
         note = checkpoint.sign(checkpoint.Checkpoint(origin, 1, log.tree().root(1), meta.digest), node)

@@ -1,14 +1,23 @@
-"""A stopped node's data dir (or a copy of it) as a verification source."""
+"""A stopped node's data dir (or a copy of it) as a verification source.
 
-from collections.abc import Iterator
+Read-only: it writes nothing, not even the checkpoint file a start-up would add. Whatever the
+data dir's LevelDBs cannot give back (LevelDB finds a table or its write-ahead log damaged, a
+file is missing) is a verification failure naming the part ("log", "state") or the entry it hit.
+"""
+
+from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import TypeVar
 
 from ledger import merkle
+from ledger.checkpoint_file import CheckpointFile, CheckpointFileError, read_signed
 from ledger.config import LedgerConfig
-from ledger.errors import StorageError
+from ledger.errors import IntegrityError, StorageError
 from ledger.log import Log
 from ledger.store import LevelStore, Store
 from ledger.verify import VerificationError
+
+T = TypeVar("T")
 
 
 class LocalSource:
@@ -17,44 +26,89 @@ class LocalSource:
     def __init__(self, config: LedgerConfig) -> None:
         if not config.log_dir.exists():
             raise StorageError(f"{config.data_dir} holds no ledger (no {config.log_dir})")
-        self._log_store = LevelStore(config.log_dir, create=False)
+        try:
+            self._log_store = LevelStore(config.log_dir, create=False, paranoid=True)
+        except IntegrityError as e:  # LevelDB refuses to open it: damaged
+            raise VerificationError("log", e.message) from e
         self.log = Log(self._log_store)
         self._state: LevelStore | None = None
-        if config.state_dir.exists():
-            try:
-                self._state = LevelStore(config.state_dir, create=False)
-            except StorageError:
-                self._log_store.close()
-                raise
+        self._kept: str | None = None
+        try:
+            if config.state_dir.exists():
+                try:
+                    self._state = LevelStore(config.state_dir, create=False)
+                except IntegrityError as e:
+                    raise VerificationError("state", e.message) from e
+            self._kept = self._read_kept(CheckpointFile(config.checkpoint_file))
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_kept(self, file: CheckpointFile) -> str | None:
+        """The checkpoint file's note, once it is shown to be the node's and the log to hold it."""
+        try:
+            kept = read_signed(file, self.log)
+        except CheckpointFileError as e:
+            raise VerificationError(e.where, e.reason) from e
+        except (IntegrityError, StorageError) as e:
+            raise VerificationError("log", e.message) from e
+        return None if kept is None else kept[0]
 
     def __enter__(self) -> "LocalSource":
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._log_store.close()
         if self._state is not None:
             self._state.close()
 
     def checkpoint(self) -> str:
-        note = self.log.checkpoint()
+        note = _read("checkpoint", self.log.checkpoint)
         if note is None:
             raise VerificationError("checkpoint", "the log holds no checkpoint")
         return note
 
+    def kept_checkpoint(self) -> str | None:
+        return self._kept
+
     def size(self) -> int:
-        return self.log.size()
+        return _read("log", self.log.size)
 
     def raws(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-        return self.log.raws(start, end)
+        try:
+            yield from self.log.raws(start, end)
+        except StorageError as e:  # a table that cannot be read: reported at the entry it hit
+            raise IntegrityError(e.message) from e
 
     def stored_leaf(self, seq: int) -> bytes | None:
-        return self._log_store.get(merkle.node_key(0, seq))
+        return _read("tree", lambda: self._log_store.get(merkle.node_key(0, seq)))
 
     def stored_nodes(self) -> Iterator[tuple[bytes, bytes]]:
-        return self._log_store.scan(b"t")
+        try:
+            yield from self._log_store.scan(b"t")
+        except VerificationError:
+            raise
+        except (IntegrityError, StorageError) as e:
+            raise VerificationError("tree", e.message) from e
 
     def state(self) -> Store | None:
         return self._state
 
     def consistency(self, first: int, second: int) -> list[bytes]:
-        return merkle.Tree(self._log_store.get).consistency(first, second)
+        try:
+            return merkle.Tree(self._log_store.get).consistency(first, second)
+        except StorageError as e:
+            raise IntegrityError(e.message) from e
+
+
+def _read(part: str, read: Callable[[], T]) -> T:
+    """read(), with the store's failures (damage, a missing file) as a failure of that part."""
+    try:
+        return read()
+    except VerificationError:
+        raise
+    except (IntegrityError, StorageError) as e:
+        raise VerificationError(part, e.message) from e

@@ -2,20 +2,27 @@
 
 Keys are named in :mod:`ledger.layout`: entries, the size, the Merkle tree nodes
 (:mod:`ledger.merkle`) and the latest signed checkpoint. An append writes entries,
-tree nodes, size and checkpoint in one synced batch; that batch is the durability point.
+tree nodes, size and checkpoint in one synced batch; that batch is the durability point. A log
+opened with a checkpoint file (:mod:`ledger.checkpoint_file`) also copies each checkpoint there,
+right after that batch, and never prepares or commits a tree smaller than the one the file signs.
 """
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ledger import merkle
 from ledger.errors import IntegrityError
 from ledger.layout import CHECKPOINT_KEY, ENTRY_PREFIX, SIZE_KEY, entry_key, from_n8, n8
 from ledger.store import Store, Writes
 
+if TYPE_CHECKING:
+    from ledger.checkpoint_file import CheckpointFile
+
 
 class Log:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, checkpoint_file: "CheckpointFile | None" = None) -> None:
         self.store = store
+        self.checkpoint_file = checkpoint_file
 
     def size(self) -> int:
         raw = self.store.get(SIZE_KEY)
@@ -46,10 +53,17 @@ class Log:
 
     def checkpoint(self) -> str | None:
         raw = self.store.get(CHECKPOINT_KEY)
-        return None if raw is None else raw.decode()
+        try:
+            return None if raw is None else raw.decode()
+        except UnicodeDecodeError as e:
+            raise IntegrityError(f"the log's checkpoint is not UTF-8 text (byte {e.start})") from e
 
     def prepare(self, first_seq: int, raws: list[bytes]) -> tuple[dict[bytes, bytes | None], bytes]:
-        """The batch appending entries first_seq.., and the tree root after it."""
+        """The batch appending entries first_seq.., and the tree root after it (to sign).
+
+        Raises IntegrityError if that tree is smaller than one the checkpoint file signs."""
+        if self.checkpoint_file is not None:
+            self.checkpoint_file.guard(first_seq + len(raws))
         writes: dict[bytes, bytes | None] = {entry_key(first_seq + i): raw for i, raw in enumerate(raws)}
         writes.update(merkle.integrate(first_seq, [merkle.leaf_hash(raw) for raw in raws], self.store.get))
         writes[SIZE_KEY] = n8(first_seq + len(raws))
@@ -60,10 +74,16 @@ class Log:
         return writes, merkle.Tree(read).root(first_seq + len(raws))
 
     def commit(self, writes: Writes, checkpoint: str | None = None) -> None:
-        """Durably write a prepared batch (one fsync), with the checkpoint that signs it."""
+        """Durably write a prepared batch (one fsync), with the checkpoint that signs it; then
+        replace the checkpoint file with it (raises IntegrityError first if it signs a smaller
+        tree than the file, StorageError if the file cannot be written)."""
         if checkpoint is not None:
+            if self.checkpoint_file is not None:
+                self.checkpoint_file.check(checkpoint)
             writes = {**writes, CHECKPOINT_KEY: checkpoint.encode()}
         self.store.write(writes, sync=True)
+        if checkpoint is not None and self.checkpoint_file is not None:
+            self.checkpoint_file.store(checkpoint)
 
     def append(self, first_seq: int, raws: list[bytes]) -> None:
         """Durably append entries first_seq.. without a checkpoint."""

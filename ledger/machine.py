@@ -156,20 +156,18 @@ def _decoded(raw: bytes) -> Any:
 
 
 def _apply_genesis(txn: Txn, entry: Entry, genesis: dict[str, Any]) -> Outcome:
+    genesis = membership.genesis_settings(genesis)
     if entry.seq != 0 or txn.get(CONFIG_KEY) is not None:
         raise ValidationError("genesis must be entry 0")
-    try:
-        settings = {
-            "origin": genesis["origin"],
-            "node_key": genesis["node_key"],
-            "signature_window": genesis["signature_window"],
-            "max_uplets_per_write": genesis.get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE),
-        }
-        txn.put_json(CONFIG_KEY, settings)
-        for record in genesis["members"]:
-            membership.put_genesis_member(txn, record)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ValidationError(f"malformed genesis: {e!r}") from e
+    settings = {
+        "origin": genesis["origin"],
+        "node_key": genesis["node_key"],
+        "signature_window": genesis["signature_window"],
+        "max_uplets_per_write": genesis.get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE),
+    }
+    txn.put_json(CONFIG_KEY, settings)
+    for record in genesis["members"]:
+        membership.put_genesis_member(txn, record)
     return Outcome(200, {"genesis": genesis["origin"]})
 
 

@@ -146,3 +146,41 @@ def revoke(txn: Txn, name: str, requester: str, body: Any) -> dict[str, Any]:
     record = {**record, "revoked": True}
     txn.put_json(member_key(name), record)
     return {"revoked_node": view(name, record)}
+
+
+def genesis_settings(genesis: Any) -> dict[str, Any]:
+    """The genesis body (entry 0) checked for the fields the ledger reads from it.
+
+    Raises ValidationError naming the first missing or malformed field, so that a damaged
+    genesis is reported as such rather than failing wherever a field is first read. Only
+    types are checked: whatever `orchestrator init` ever wrote passes.
+    """
+    if not isinstance(genesis, dict):
+        raise ValidationError("the genesis must be a JSON object")
+    for name in ("origin", "node_key", "signature_window", "members"):
+        if name not in genesis:
+            raise ValidationError(f"the genesis lacks field {name!r}")
+    if not isinstance(genesis["origin"], str) or not genesis["origin"]:
+        raise ValidationError("genesis field 'origin' must be a non-empty string")
+    _genesis_key("node_key", genesis["node_key"])
+    window = genesis["signature_window"]
+    if type(window) is not int or window <= 0:
+        raise ValidationError("genesis field 'signature_window' must be a positive integer")
+    if not isinstance(genesis["members"], list):
+        raise ValidationError("genesis field 'members' must be a list")
+    for i, record in enumerate(genesis["members"]):
+        if not isinstance(record, dict) or not all(k in record for k in ("key_id", "public_key", "roles")):
+            raise ValidationError(f"genesis members[{i}] must be an object with key_id, public_key and roles")
+        if not isinstance(record["key_id"], str) or not record["key_id"]:
+            raise ValidationError(f"genesis field 'members[{i}].key_id' must be a non-empty string")
+        _genesis_key(f"members[{i}].public_key", record["public_key"])
+        if not isinstance(record["roles"], list) or not all(isinstance(r, str) for r in record["roles"]):
+            raise ValidationError(f"genesis field 'members[{i}].roles' must be a list of role names")
+    return genesis
+
+
+def _genesis_key(name: str, value: Any) -> None:
+    try:
+        public_key(name, value)
+    except ValidationError as e:
+        raise ValidationError(f"genesis {e.message}") from e

@@ -28,7 +28,7 @@ def replay(config: LedgerConfig, *, to: int | None = None, progress: Progress | 
     """
     if not config.log_dir.exists():
         raise StorageError(f"{config.data_dir} holds no ledger (no {config.log_dir})")
-    log_store = LevelStore(config.log_dir, create=False)
+    log_store = LevelStore(config.log_dir, create=False, paranoid=True)
     try:
         log = Log(log_store)
         size = log.size()

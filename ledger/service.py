@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint, ed25519, httpsig, keys, machine, query, routes
+from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, routes
 from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
@@ -52,11 +53,12 @@ class Ledger:
         nonce_store: Store | None = None,
         clock: Callable[[], float] = time.time,
         on_group: Callable[[int, float], None] | None = None,
+        checkpoint_path: Path | None = None,
     ) -> None:
         """Catch state up with the log; nothing runs until :meth:`start`."""
         self.config = config
         self.clock = clock
-        self.log = Log(log_store)
+        self.log = checkpoint_file.open_log(log_store, checkpoint_path)  # refuses a log shorter than signed
         self.state = state_store
         if self.log.size() == 0:
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
@@ -88,7 +90,7 @@ class Ledger:
             raise StorageError(f"{config.data_dir} holds no ledger; run `orchestrator init` first")
         opened: list[LevelStore] = []
         try:
-            opened.append(LevelStore(config.log_dir, create=False))
+            opened.append(LevelStore(config.log_dir, create=False, paranoid=True))
             opened.append(LevelStore(config.state_dir))
             opened.append(LevelStore(config.nonces_dir))
             try:
@@ -98,7 +100,8 @@ class Ledger:
             clock = kwargs.get("clock", time.time)
             ledger = cls(
                 config, opened[0], opened[1], nonce_store=opened[2], node_key=node_key,
-                sequencer=sequencer if sequencer is not None else LocalSequencer(clock), **kwargs,
+                sequencer=sequencer if sequencer is not None else LocalSequencer(clock),
+                checkpoint_path=config.checkpoint_file, **kwargs,
             )
         except BaseException:
             for store in opened:

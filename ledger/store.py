@@ -17,7 +17,7 @@ from typing import Protocol
 
 import plyvel
 
-from ledger.errors import StorageError
+from ledger.errors import IntegrityError, StorageError
 
 Writes = Mapping[bytes, bytes | None]
 """A batch: key -> new value, or None to delete the key."""
@@ -96,8 +96,11 @@ class LevelStore:
     reads in flight, since closing a plyvel DB under a running read is unsafe.
     """
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, paranoid: bool = False) -> None:
+        """paranoid: LevelDB's paranoid checks (a damaged write-ahead log or table fails the open
+        or the read, rather than being skipped): for the log, whose loss must never go unnoticed."""
         self.path = path
+        self.paranoid = paranoid
         self._failed: str | None = None  # why the last write failed, until a reopen succeeds
         # Guards _db, _users, _reopening, _generation (get() passes without it, see there). The hot
         # paths take the bare lock (a C-level context manager); the Condition on it serves the waits.
@@ -112,7 +115,15 @@ class LevelStore:
     def _open(self, create: bool) -> plyvel.DB:
         path = self.path
         try:
-            return plyvel.DB(str(path), create_if_missing=create, bloom_filter_bits=10, lru_cache_size=64 * 1024 * 1024)
+            return plyvel.DB(
+                str(path),
+                create_if_missing=create,
+                paranoid_checks=self.paranoid,
+                bloom_filter_bits=10,
+                lru_cache_size=64 * 1024 * 1024,
+            )
+        except plyvel.CorruptionError as e:
+            raise IntegrityError(f"{path} is damaged: {_reason(e)}") from e
         except plyvel.IOError as e:
             if b"lock" in str(e).encode() or "lock" in str(e):
                 raise StorageError(_locked(path)) from e
@@ -211,6 +222,8 @@ class LevelStore:
             try:
                 value: bytes | None = db.get(key)
                 return value
+            except plyvel.Error as e:
+                raise self._read_error(e) from e
             finally:
                 self._readers.discard(me)
         self._readers.discard(me)
@@ -218,8 +231,16 @@ class LevelStore:
         try:
             found: bytes | None = db.get(key)
             return found
+        except plyvel.Error as e:
+            raise self._read_error(e) from e
         finally:
             self._leave()
+
+    def _read_error(self, error: plyvel.Error) -> IntegrityError | StorageError:
+        """A failed read: IntegrityError when LevelDB finds the data damaged, else StorageError."""
+        if isinstance(error, plyvel.CorruptionError):
+            return IntegrityError(f"{self.path} is damaged: {_reason(error)}")
+        return StorageError(f"read from {self.path} failed: {_reason(error)}")
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         first = start if start is not None and start > prefix else prefix
@@ -236,6 +257,8 @@ class LevelStore:
                     if last is not None:
                         it = _beyond(it, last)
                 items = list(itertools.islice(it, batch))
+            except plyvel.Error as e:
+                raise self._read_error(e) from e
             finally:
                 self._leave()
             for item in items:

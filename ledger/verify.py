@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger import checkpoint, ed25519, httpsig, keys, machine, merkle
 from ledger.batch import Head, RejectedEntry, apply_batch
 from ledger.entry import Entry, decode
-from ledger.errors import IntegrityError, LedgerError
+from ledger.errors import IntegrityError, LedgerError, StorageError
 from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, META_PREFIX, from_n8
 from ledger.state import Progress
 from ledger.store import Store
@@ -69,6 +69,11 @@ class Source(Protocol):
         ...
 
     def consistency(self, first: int, second: int) -> list[bytes]: ...
+
+    def kept_checkpoint(self) -> str | None:
+        """A checkpoint the node signed and kept outside its log (a data dir's checkpoint file),
+        checked like a trusted one; None when the source has none."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -193,10 +198,18 @@ def verify(
     _check_checkpoint(note, origin, node_public, root, digest, size)
     if trusted is not None:
         _check_trusted(source, trusted, origin, node_public, tree, size, root)
+    kept = source.kept_checkpoint()
+    if kept is not None:
+        _check_trusted(source, kept, origin, node_public, tree, size, root, part="checkpoint file")
     state_note = ""
     state = source.state()
     if state is not None:
-        state_note = _check_state(state, view, digest, size, leaves[0])
+        try:
+            state_note = _check_state(state, view, digest, size, leaves[0])
+        except VerificationError:
+            raise
+        except (IntegrityError, StorageError) as e:  # the state LevelDB is damaged or unreadable
+            raise VerificationError("state", e.message) from e
     return Report(size, len(signers), size, root, digest, time.monotonic() - started, note, state_note)
 
 
@@ -381,6 +394,8 @@ def _check_checkpoint(note: str, origin: str, public: Ed25519PublicKey, root: by
 def _check_nodes(stored: Iterator[tuple[bytes, bytes]], computed: dict[bytes, bytes | None], log_size: int) -> None:
     seen = 0
     for key, value in stored:
+        if len(key) != 10:
+            raise VerificationError("tree", f"stored key {key[:20]!r} is not a Merkle node key")
         level, index = key[1], int.from_bytes(key[2:], "big")
         if (index + 1) << level > log_size:
             raise VerificationError("tree", f"stored node {level}/{index} lies beyond the log")
@@ -395,23 +410,28 @@ def _check_nodes(stored: Iterator[tuple[bytes, bytes]], computed: dict[bytes, by
 
 
 def _check_trusted(
-    source: Source, trusted: str, origin: str, public: Ed25519PublicKey, tree: merkle.Tree, size: int, root: bytes
+    source: Source,
+    trusted: str,
+    origin: str,
+    public: Ed25519PublicKey,
+    tree: merkle.Tree,
+    size: int,
+    root: bytes,
+    part: str = "trusted checkpoint",
 ) -> None:
     try:
         old = checkpoint.open_note(trusted, origin, public)
     except IntegrityError as e:
-        raise VerificationError("trusted checkpoint", e.message) from e
+        raise VerificationError(part, e.message) from e
     if old.size > size:
-        raise VerificationError("trusted checkpoint", f"covers {old.size} entries, more than the ledger's {size}")
+        raise VerificationError(part, f"covers {old.size} entries, more than the ledger's {size}")
     if old.size and tree.root(old.size) != old.root:
-        raise VerificationError(
-            "trusted checkpoint", f"the ledger's first {old.size} entries do not match it: history was rewritten"
-        )
+        raise VerificationError(part, f"the ledger's first {old.size} entries do not match it: history was rewritten")
     if 0 < old.size:
         try:
             merkle.verify_consistency(old.size, size, old.root, root, source.consistency(old.size, size))
         except IntegrityError as e:
-            raise VerificationError("trusted checkpoint", f"consistency proof: {e.message}") from e
+            raise VerificationError(part, f"consistency proof: {e.message}") from e
 
 
 def _check_state(state: Store, replay: _Replay, digest: bytes, size: int, genesis_leaf: bytes) -> str:

@@ -62,6 +62,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         written = init(ledger_config)
         print(f"no ledger in {s.data_dir}: created one; admin key written to {written[1]}", flush=True)
     check_unlocked(ledger_config.log_dir)  # fail clearly if another process holds it; never open LevelDB before fork
+    server.check_ledger(ledger_config)  # a damaged or shortened log...: one line, nothing served
     server.run(s)
     return 0
 
@@ -86,9 +87,11 @@ def _trusted(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as e:
         raise StorageError(f"cannot read --trusted-checkpoint {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise StorageError(f"--trusted-checkpoint {path} is not UTF-8 text (byte {e.start})") from e
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -1,13 +1,18 @@
 """Running the Falcon app under gunicorn: one worker process, many threads, one writer."""
 
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.errors import AppImportError
 
 from api.app import ApiConfig, create_app
 from api.metrics import Metrics
+from ledger.config import LedgerConfig
+from ledger.errors import LedgerError
 from ledger.service import Ledger
 from orchestrator import logs
 from orchestrator.settings import Settings
@@ -40,7 +45,10 @@ class Server(BaseApplication):  # type: ignore[misc]
         sys.setswitchinterval(SWITCH_INTERVAL)
         logs.configure(self.settings.log_level)
         metrics = Metrics()
-        self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group)
+        try:
+            self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group)
+        except LedgerError as e:  # gunicorn prints just the message of this one and stops
+            raise AppImportError(f"orchestrator: error: {e.message}") from e
         return create_app(self.ledger, ApiConfig(body_limit=self.settings.body_limit), metrics)
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
@@ -62,3 +70,44 @@ def run(settings: Settings, open_ledger: OpenLedger = Ledger.open) -> None:
         "control_socket_disable": True,  # nothing is written outside the data dir
     }
     Server(settings, options, open_ledger).run()
+
+
+def check_ledger(config: LedgerConfig) -> None:
+    """Open the ledger as the worker will, in a child process, then close it; raise LedgerError
+    with the reason if it is refused (a damaged or shortened log, ledger/checkpoint_file.py; a
+    node key or state of another ledger...).
+
+    Before gunicorn binds its socket, so that a refused data dir costs one line on stderr and
+    nothing is served. The master must not open LevelDB itself (see ledger.store.check_unlocked):
+    a fork does, and exits. It also catches state up with the log, which the worker then need not.
+    """
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report a refusal through the pipe, never return
+        code = 0
+        try:
+            os.close(reader)
+            try:
+                Ledger.open(config).close()
+            except LedgerError as e:
+                os.write(writer, e.message.encode())
+                code = 1
+        except KeyboardInterrupt:  # Ctrl-C reaches both processes: the parent reports it
+            code = 130
+        except BaseException:
+            traceback.print_exc()
+            code = 2
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RefusedLedger(message or f"opening {config.data_dir} failed (see above)")
+
+
+class RefusedLedger(LedgerError):
+    """The ledger could not be opened for serving."""
+
+    default_title = "Ledger refused"

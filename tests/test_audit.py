@@ -1,10 +1,16 @@
 """`orchestrator audit`: verifying a running node over HTTP with an auditor key."""
 
 import base64
+import http.server
+import json
 import re
+import threading
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import plyvel  # type: ignore[import-untyped]
+import pytest
 from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
 
 from ledger import checkpoint, keys
@@ -144,3 +150,112 @@ def test_audit_of_nothing_listening_is_a_clear_error(server: Server, tmp_path: P
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     missing_key = audit(server.url, tmp_path / "nope.pem", "auditor")
     _failed(missing_key, r"nope\.pem")
+
+
+# -- a node answering damaged bytes -------------------------------------------------------------
+#
+# A stand-in node (http.server, no signature checks) answers the three ledger endpoints an audit
+# reads with the genuine answers of a one-entry ledger, but for the one answer a case damages.
+# Whatever the node sends, `audit` reports `FAILED at <seq or part>: ...` (exit 1), never a crash.
+
+
+class _FakeNode:
+    def __init__(self, answers: dict[str, tuple[int, str, bytes]]) -> None:
+        self.answers = answers
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805 (the handler instance; self is the node)
+                status, content_type, body = self.answers[urllib.parse.urlsplit(handler.path).path]
+                handler.send_response(status)
+                handler.send_header("Content-Type", content_type)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> "_FakeNode":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _json(value: object) -> tuple[int, str, bytes]:
+    return 200, "application/json", json.dumps(value).encode()
+
+
+def _genuine(data_dir: Path) -> dict[str, tuple[int, str, bytes]]:
+    """What a node on data_dir (holding its genesis only) answers."""
+    log = plyvel.DB(str(data_dir / "log"))
+    try:
+        note, raw = log.get(b"checkpoint"), log.get(b"e" + bytes(8))
+    finally:
+        log.close()
+    entry = {"seq": 0, "raw": base64.b64encode(raw).decode(), "entry": json.loads(raw)}
+    return {
+        "/ledger/checkpoint": (200, "text/plain", note),  # no charset: the note is read as UTF-8 anyway
+        "/ledger/head": _json({"size": 1, "state_digest": "00"}),
+        "/ledger/entries": _json({"entries": [entry], "size": 1, "next": None}),
+    }
+
+
+def _entry_with(**fields: object) -> tuple[str, Any]:
+    return "/ledger/entries", lambda genuine: {"entries": [{**genuine["entries"][0], **fields}], "size": 1}
+
+
+TEXT = (200, "text/html", b"<html>502 Bad Gateway</html>")
+DAMAGED_ANSWERS: list[tuple[str, str, Any, str]] = [
+    # (case, path, answer (or a function of the genuine JSON answer), expected stderr)
+    ("head_not_json", "/ledger/head", TEXT, r"^FAILED at head: .*did not answer JSON"),
+    ("head_a_list", "/ledger/head", _json([1]), r"^FAILED at head: .*not a JSON object"),
+    ("head_size_a_string", "/ledger/head", _json({"size": "1"}), r"^FAILED at head: .*size '1'"),
+    ("head_without_size", "/ledger/head", _json({}), r"^FAILED at head: "),
+    ("entries_not_json", "/ledger/entries", TEXT, r"^FAILED at 0: .*did not answer JSON"),
+    ("entries_without_entries", "/ledger/entries", _json({"size": 1}), r"^FAILED at 0: .*no list of entries"),
+    ("entries_not_a_list", "/ledger/entries", _json({"entries": "all"}), r"^FAILED at 0: .*no list of entries"),
+    ("entry_not_an_object", "/ledger/entries", _json({"entries": [0]}), r"^FAILED at 0: .*in its place"),
+    ("entry_of_another_seq", *_entry_with(seq=1), r"^FAILED at 0: .*entry '1' in its place"),
+    ("entry_seq_a_string", *_entry_with(seq="0"), r"^FAILED at 0: .*in its place"),
+    ("entry_without_raw", *_entry_with(raw=None), r"^FAILED at 0: .*without its raw bytes"),
+    ("entry_raw_not_base64", *_entry_with(raw="%%%not base64"), r"^FAILED at 0: .*not base64"),
+    ("entry_raw_not_an_entry", *_entry_with(raw=base64.b64encode(b"\xff\x00").decode()), r"^FAILED at 0: .*decodable"),
+    ("checkpoint_garbage", "/ledger/checkpoint", (200, "text/plain", b"\xff\xfegarbage"), r"^FAILED at checkpoint: "),
+    ("checkpoint_empty", "/ledger/checkpoint", (200, "text/plain", b""), r"^FAILED at checkpoint: "),
+]
+
+
+@pytest.fixture(scope="module")
+def one_entry_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("fake-node") / "data"
+    init_ledger(data_dir, {"auditor": "auditor"})
+    return data_dir
+
+
+def test_audit_of_the_stand_in_node_with_genuine_answers_passes(one_entry_ledger: Path) -> None:
+    with _FakeNode(_genuine(one_entry_ledger)) as node:
+        match = _ok(audit(node.url, one_entry_ledger / "keys" / "auditor.pem", "auditor"))
+    assert match.group(1) == "1"
+
+
+@pytest.mark.parametrize("case, path, answer, expected", DAMAGED_ANSWERS, ids=[c[0] for c in DAMAGED_ANSWERS])
+def test_audit_of_a_node_answering_damaged_bytes_fails_in_one_line(
+    one_entry_ledger: Path, case: str, path: str, answer: Any, expected: str
+) -> None:
+    answers = _genuine(one_entry_ledger)
+    answers[path] = _json(answer(json.loads(answers[path][2]))) if callable(answer) else answer
+    with _FakeNode(answers) as node:
+        result = audit(node.url, one_entry_ledger / "keys" / "auditor.pem", "auditor")
+    _failed(result, expected)
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -97,3 +97,6 @@ class _Source:
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         return self.ledger.log.tree().consistency(first, second)
+
+    def kept_checkpoint(self) -> None:
+        return None

@@ -13,8 +13,14 @@ The ledger (sequence numbers are checked when it is built):
     4 data (viewer)      9 problem (admin)
 
 `old_checkpoint` is the genuine signed checkpoint the node served at size 8.
+
+Besides tampering, damage: bytes that are not an entry or a checkpoint at all, LevelDB files
+broken on disk, a log cut back to an older state that the checkpoint file (the node's last
+signature, kept outside LevelDB) gives away. Whatever it is, `verify` reports it in one line,
+never with a traceback.
 """
 
+import base64
 import json
 import re
 import shutil
@@ -27,6 +33,7 @@ import plyvel  # type: ignore[import-untyped]
 import pytest
 from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
 
+from ledger import canonical, checkpoint, keys
 from ledger.config import LedgerConfig
 from ledger.local import LocalSource
 from ledger.verify import VerificationError, verify
@@ -277,7 +284,107 @@ def state_key_added(log: DB, state: DB, copy: Path, built: Built) -> None:
     state.put(f"d/problem/{new_uuid()}".encode(), b'{"size_train_dataset":1}')
 
 
+def _rewrite_entry(seq: int, edit: Callable[[dict[str, Any]], None]) -> Tamper:
+    """Decode entry seq, edit the document, store it canonically encoded again."""
+
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        doc = json.loads(log.get(ekey(seq)))
+        edit(doc)
+        log.put(ekey(seq), canonical.dumps(doc))
+
+    return tamper
+
+
+def _put(key: bytes, value: bytes) -> Tamper:
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        log.put(key, value)
+
+    return tamper
+
+
+def _drop(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.pop(name) and None
+
+
+def _set(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__setitem__(name, value)
+
+
+def _drop_genesis_field(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc["genesis"].pop(name) and None
+
+
+def restored_older_log(log: DB, state: DB, copy: Path, built: Built) -> None:
+    """The log as it was at size 8 (as if an older copy of the log directory were restored, or
+    LevelDB had dropped the tail of a damaged write-ahead log), state rebuilt from nothing: a
+    whole, self-consistent shorter ledger. Only the checkpoint file, signed at 13, tells."""
+    for key, _ in list(log.iterator(prefix=b"e")):
+        if int.from_bytes(key[1:], "big") >= OLD_SIZE:
+            log.delete(key)
+    for key, _ in list(log.iterator(prefix=b"t")):
+        level, index = key[1], int.from_bytes(key[2:], "big")
+        if (index + 1) << level > OLD_SIZE:
+            log.delete(key)
+    log.put(b"size", OLD_SIZE.to_bytes(8, "big"))
+    log.put(b"checkpoint", built.old_checkpoint)
+    for key, _ in list(state.iterator()):
+        state.delete(key)
+
+
+def checkpoint_file_signature(log: DB, state: DB, copy: Path, built: Built) -> None:
+    note = (copy / "checkpoint").read_bytes()
+    body, _, signature = note.rpartition(b" ")
+    blob = bytearray(base64.b64decode(signature))
+    blob[10] ^= 0x01
+    (copy / "checkpoint").write_bytes(body + b" " + base64.b64encode(bytes(blob)) + b"\n")
+
+
+def checkpoint_file_of_other_ledger(log: DB, state: DB, copy: Path, built: Built) -> None:
+    shutil.copy(built.other_dir / "checkpoint", copy / "checkpoint")
+
+
+def checkpoint_file_other_history(log: DB, state: DB, copy: Path, built: Built) -> None:
+    """A checkpoint for the same size, genuinely signed by the node key, over another root."""
+    signed = checkpoint.parse_body(log.get(b"checkpoint").decode().partition("\n\n")[0] + "\n")
+    forged = checkpoint.Checkpoint(signed.origin, signed.size, bytes(32), signed.state_digest)
+    node = keys.load_private_key(copy / "node.pem")
+    (copy / "checkpoint").write_text(checkpoint.sign(forged, node))
+
+
+def _checkpoint_file(content: bytes) -> Tamper:
+    def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
+        (copy / "checkpoint").write_bytes(content)
+
+    return tamper
+
+
+def on_files(log: DB, state: DB, copy: Path, built: Built) -> None:
+    pass  # done on the closed LevelDB's files, see FILES
+
+
+def _break_table_footers(directory: Path) -> None:
+    """Overwrite the last bytes (the footer's magic number) of every table file."""
+    tables = sorted(directory.glob("*.ldb")) + sorted(directory.glob("*.sst"))
+    assert tables, sorted(p.name for p in directory.iterdir())
+    for table in tables:
+        with open(table, "r+b") as f:
+            f.seek(-8, 2)
+            f.write(bytes(8))
+
+
+def _remove_tables(directory: Path) -> None:
+    tables = sorted(directory.glob("*.ldb")) + sorted(directory.glob("*.sst"))
+    assert tables
+    for table in tables:
+        table.unlink()
+
+
 SWAP_STATE = {"state_of_other_ledger"}
+FILES: dict[str, Callable[[Path], None]] = {
+    "log_table_footers": lambda copy: _break_table_footers(copy / "log"),
+    "log_tables_removed": lambda copy: _remove_tables(copy / "log"),
+    "state_table_footers": lambda copy: _break_table_footers(copy / "state"),
+}
 
 ENTRY = r"FAILED at {}: "
 
@@ -327,6 +434,41 @@ CASES: list[tuple[str, Tamper, str]] = [
     # Same, with the other evidence past size 8 (tree nodes, state) removed and entry 10 forged:
     # entries 8..12 are still in the log, unchecked, so verify must not report the ledger ok.
     ("old_checkpoint_hiding_forged_tail", hidden_tail, r"FAILED at (checkpoint|8|10): "),
+    # Damaged entries: not an entry at all, or one with a field missing or of the wrong type.
+    ("entry_5_bytes_not_utf8_json", _put(ekey(5), b"\xff\xfe\x00 not json"), ENTRY.format(5) + ".*decodable"),
+    ("entry_5_not_an_object", _put(ekey(5), b"[5]"), ENTRY.format(5) + ".*decodable"),
+    ("entry_5_key_missing", _rewrite_entry(5, _drop("key")), ENTRY.format(5) + ".*'key' is missing"),
+    ("entry_5_headers_missing", _rewrite_entry(5, _drop("headers")), ENTRY.format(5) + ".*'headers' is missing"),
+    ("entry_5_time_a_string", _rewrite_entry(5, _set("time", "soon")), ENTRY.format(5) + ".*'time'"),
+    ("entry_5_seq_a_float", _rewrite_entry(5, _set("seq", 5.5)), ENTRY.format(5) + ".*'seq'"),
+    ("entry_5_headers_not_strings", _rewrite_entry(5, _set("headers", {"signature": 1})), ENTRY.format(5)),
+    ("entry_5_body_not_base64", _rewrite_entry(5, _set("body", "%%%")), ENTRY.format(5) + ".*decodable"),
+    # A damaged genesis: whatever else it breaks, entry 0 is named.
+    ("genesis_not_json", _put(ekey(0), b"\x00\x01garbage"), ENTRY.format(0)),
+    ("genesis_not_an_object", _rewrite_entry(0, _set("genesis", 5)), ENTRY.format(0)),
+    ("genesis_without_node_key", _rewrite_entry(0, _drop_genesis_field("node_key")), ENTRY.format(0) + ".*node_key"),
+    ("genesis_without_members", _rewrite_entry(0, _drop_genesis_field("members")), ENTRY.format(0) + ".*members"),
+    ("genesis_without_origin", _rewrite_entry(0, _drop_genesis_field("origin")), ENTRY.format(0) + ".*origin"),
+    # A malformed checkpoint in the log.
+    ("checkpoint_not_utf8", _put(b"checkpoint", b"\xff\xfe\xfd"), r"FAILED at checkpoint: .*UTF-8"),
+    ("checkpoint_empty", _put(b"checkpoint", b""), r"FAILED at checkpoint: "),
+    ("checkpoint_garbage", _put(b"checkpoint", b"hello\n\nworld"), r"FAILED at checkpoint: "),
+    ("checkpoint_size_not_a_number", _put(b"checkpoint", b"o\nmany\nroot\nstate 00\n\n"), r"FAILED at checkpoint: "),
+    # A Merkle key that is no node key.
+    ("tree_key_malformed", _put(b"t", b"x"), r"FAILED at tree: .*not a Merkle node key"),
+    # LevelDB files damaged on disk.
+    ("log_table_footers", on_files, r"FAILED at log: .*Corruption"),
+    ("log_tables_removed", on_files, r"FAILED at log: "),
+    ("state_table_footers", on_files, r"FAILED at state: .*Corruption"),
+    # A shorter log than the node signed (an older copy restored, a write-ahead log's tail lost):
+    # whole and self-consistent, but the checkpoint file holds the node's signature for 13 entries.
+    ("restored_older_log", restored_older_log, ENTRY.format(OLD_SIZE) + f"log is truncated: .* {SIZE} entries"),
+    # The checkpoint file itself.
+    ("checkpoint_file_signature", checkpoint_file_signature, r"FAILED at checkpoint file: .*does not verify"),
+    ("checkpoint_file_of_other_ledger", checkpoint_file_of_other_ledger, r"FAILED at checkpoint file: "),
+    ("checkpoint_file_other_history", checkpoint_file_other_history, r"FAILED at checkpoint file: .*history"),
+    ("checkpoint_file_garbage", _checkpoint_file(b"garbage"), r"FAILED at checkpoint file: "),
+    ("checkpoint_file_not_utf8", _checkpoint_file(b"\xff\xfe"), r"FAILED at checkpoint file: .*UTF-8"),
     # State directory.
     ("state_of_other_ledger", state_of_other_ledger, r"FAILED at state: "),
     ("state_document_changed", state_document, r"FAILED at state: "),
@@ -353,6 +495,8 @@ def _tampered_copy(built: Built, tmp_path: Path, name: str, tamper: Tamper) -> P
     finally:
         log.close()
         state.close()
+    if name in FILES:
+        FILES[name](copy)
     return copy
 
 
@@ -413,7 +557,8 @@ def test_signature_worker_processes_report_the_same_failure(
     copy = _tampered_copy(built, tmp_path, name, tamper)
     verdicts = []
     for processes in (0, 1):
-        with LocalSource(LedgerConfig(data_dir=copy)) as source, pytest.raises(VerificationError) as caught:
+        # LocalSource itself refuses a log shorter than the checkpoint file
+        with pytest.raises(VerificationError) as caught, LocalSource(LedgerConfig(data_dir=copy)) as source:
             verify(source, processes=processes)
         verdicts.append((caught.value.where, caught.value.reason))
     assert verdicts[0] == verdicts[1]
