@@ -19,6 +19,7 @@ from typing import Any
 
 from ledger.errors import LedgerError, StorageError
 from orchestrator import settings as config
+from orchestrator import version
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
@@ -253,6 +254,7 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
 
     base = base if base is not None else config.defaults()
     top = argparse.ArgumentParser(prog="orchestrator", description="Signed-ledger Orchestrator for collaborative ML.")
+    top.add_argument("--version", action="version", version=f"orchestrator {version()}")
     commands = top.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("init", help="create a ledger: node key, client keys and genesis entry")

@@ -1,5 +1,6 @@
 """The `orchestrator` command: init, replay and the data-dir lock, as an operator uses them."""
 
+import configparser
 import shutil
 import stat
 from pathlib import Path
@@ -92,3 +93,16 @@ def test_serve_help_lists_flags() -> None:
     result = orchestrator("serve", "--help")
     for flag in ("--data-dir", "--bind", "--threads", "--body-limit"):
         assert flag in result.stdout
+
+
+def test_version_is_the_packages_and_the_licence_is_apache_2() -> None:
+    root = Path(__file__).resolve().parent.parent
+    setup = configparser.ConfigParser()
+    setup.read(root / "setup.cfg")
+    result = orchestrator("--version")
+    assert result.stdout == f"orchestrator {setup['metadata']['version']}\n" and result.stderr == ""
+    assert setup["metadata"]["license"] == "Apache-2.0" and setup["metadata"]["license_files"] == "LICENSE"
+    licence = (root / "LICENSE").read_text()
+    assert licence.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in licence
+    assert "END OF TERMS AND CONDITIONS" in licence
