@@ -533,7 +533,21 @@ def _open_paths() -> dict[str, Schema]:
     def status(value: str) -> Schema:
         return _json(_object({"status": {"const": value}}))
 
+    index = _object(
+        {
+            "name": {"type": "string"},
+            "origin": {"type": "string", "description": "the ledger's origin, as its checkpoints name it"},
+            "version": {"type": "string", "description": "the serving package's version"},
+            "links": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "paths that need no signature: docs, openapi, healthz, readyz, metrics",
+            },
+        }
+    )
     return {
+        "/": plain("What this service is (name, ledger origin, version) and links to the rest",
+                   {200: ("the index", _json(index))}, [], "operations"),
         "/openapi.json": plain("This contract (OpenAPI 3.1)", {200: ("the document", _json({"type": "object"}))}, [],
                                "operations"),
         "/docs": plain("This contract, rendered (Swagger UI)",
