@@ -5,6 +5,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from contract import Contract, documented_operations, documented_statuses
 from falcon import inspect
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
+from api import reference
 from api.app import create_app
 from api.openapi import spec
 from ledger import keys, machine
@@ -222,3 +224,17 @@ def test_options_lists_what_the_contract_lists(server: Server, path: str, allowe
 def test_options_on_an_unknown_name_is_a_json_404(server: Server) -> None:
     response = requests.options(server.url + "/nosuch", timeout=10)
     assert response.status_code == 404 and set(response.json()) == {"title", "description"}
+
+
+def test_the_reference_page_in_the_repository_is_the_contract() -> None:
+    """docs/api.md (linked from the README) is the contract rendered, every operation in it."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "api.md").read_text()
+    assert page == reference.markdown(), "docs/api.md is stale: run `python -m api.reference > docs/api.md`"
+    for method, path in documented_operations():
+        assert f"\n### {method} {path}\n" in page, (method, path)
+    readme = (root / "README.md").read_text()
+    assert "(docs/api.md)" in readme
+    local = [t for t in re.findall(r"\]\(([^)#]+)\)", readme) if "://" not in t]
+    for target in local + re.findall(r"`(\.\./[^`]*)`", readme):
+        assert not target.startswith(("../", "/")) and (root / target).exists(), f"README points to {target}"
