@@ -26,7 +26,7 @@ from orchestrator.settings import Settings, SettingsError
 INIT = ("data_dir", "signature_window")
 SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window")
 DATA = ("data_dir",)
-CALL = ("data_dir", "url", "key_file", "key_id")
+CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
 
 
 class CommandError(Exception):
@@ -104,17 +104,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     from ledger.verify import verify
     from orchestrator.audit import RemoteSource
-    from orchestrator.client import Client
 
+    s = _settings(args)
     trusted = _trusted(args.trusted_checkpoint)
-    try:
-        client = Client.from_file(args.url, args.key_file, args.key_id)
-    except OSError as e:
-        raise StorageError(f"cannot read --key-file {args.key_file}: {e.strerror}") from e
+    client = _signing_client(s)  # the node and the key as `call` finds them
     try:
         report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"))
     except requests.RequestException as e:
-        raise StorageError(f"cannot reach {args.url}: {e}") from e
+        raise StorageError(f"cannot reach {s.url}: {e}") from e
     return _report(report, args.save_checkpoint)
 
 
@@ -288,12 +285,16 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     _with_settings(p, DATA, base)
     p.set_defaults(func=_cmd_verify)
 
-    p = commands.add_parser("audit", help="verify a running node over HTTP with an auditor key")
-    p.add_argument("--url", required=True, help="the node, e.g. http://127.0.0.1:8000")
-    p.add_argument("--key-file", required=True, type=Path, help="the auditor's private key (PEM)")
-    p.add_argument("--key-id", required=True, help="the auditor's key id")
+    p = commands.add_parser(
+        "audit",
+        help="verify a running node over HTTP with an auditor key",
+        description="Verify a running node over HTTP, signing with a key that holds the auditor role. The node "
+        "and the key are found as `orchestrator call` finds them: --url (ORCHESTRATOR_URL), and DATA_DIR/keys/"
+        "KEY_ID.pem, or --key-file whose name without .pem is the key id unless --key-id says otherwise.",
+    )
     _checkpoint_flags(p)
-    p.set_defaults(func=_cmd_audit, settings=())
+    _with_settings(p, CALL, base)
+    p.set_defaults(func=_cmd_audit)
 
     p = commands.add_parser(
         "call",
