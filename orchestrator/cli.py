@@ -27,6 +27,7 @@ INIT = ("data_dir", "signature_window")
 SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window")
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
+KEYS_NEW = ("data_dir", "url")  # the url only goes into the commands it prints
 
 
 class CommandError(Exception):
@@ -193,7 +194,8 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
 
     name = key_id("NAME", args.name)
     role_list = roles("--roles", [r.strip() for r in args.roles.split(",") if r.strip()])
-    directory = args.dir if args.dir is not None else _settings(args).data_dir / "keys"
+    s = _settings(args)
+    directory = args.dir if args.dir is not None else s.data_dir / "keys"
     path = directory / f"{name}.pem"
     key = keys.new_private_key()
     try:
@@ -204,12 +206,16 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot write {path}: {e.strerror}") from e
     public = keys.public_b64(key)
     body = json.dumps({"key_id": name, "public_key": public, "roles": role_list})
+    # The settings this run was given (flag or environment) go into the commands it prints, so
+    # that they work pasted into another shell: the node, and the data dir holding the admin key.
+    url = ["--url", s.url] if "url" in s.overridden else []
+    data_dir = ["--data-dir", str(s.data_dir)] if "data_dir" in s.overridden else []
     print(f"private key written: {path} (mode 0600; keep it secret)")
     print(f"public key: {public}")
     print("an admin registers it with:")
-    print(f"  orchestrator call POST /nodes {shlex.quote(body)}")
+    print("  " + shlex.join(["orchestrator", "call", *url, *data_dir, "POST", "/nodes", body]))
     print("then it signs requests with:")
-    print(f"  orchestrator call --key-file {shlex.quote(str(path))} GET /nodes/{name}")
+    print("  " + shlex.join(["orchestrator", "call", *url, "--key-file", str(path), "GET", f"/nodes/{name}"]))
     return 0
 
 
@@ -317,14 +323,15 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
         "new",
         help="write a new key pair and print how an admin registers it",
         description="Write a new Ed25519 private key to DIR/NAME.pem (PKCS#8 PEM, mode 0600; never overwrites) "
-        "and print its public key and the `orchestrator call POST /nodes` an admin runs to register it.",
+        "and print its public key, the `orchestrator call POST /nodes` an admin runs to register it and the "
+        "`orchestrator call` the key's owner then runs; both carry the --url and --data-dir given here.",
     )
     p.add_argument("name", metavar="NAME", help="the key id: letters, digits, '.', '_' or '-'")
     p.add_argument("--dir", type=Path, default=None, help="where to write NAME.pem (default: DATA_DIR/keys)")
     p.add_argument(
         "--roles", default="viewer", metavar="ROLE[,ROLE...]", help="roles in the printed command (default: viewer)"
     )
-    _with_settings(p, DATA, base)
+    _with_settings(p, KEYS_NEW, base)
     p.set_defaults(func=_cmd_keys_new)
     return top
 
