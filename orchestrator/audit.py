@@ -3,6 +3,8 @@
 import base64
 from collections.abc import Iterator
 
+import requests
+
 from ledger.errors import StorageError
 from ledger.store import Store
 from orchestrator.client import Client
@@ -17,7 +19,7 @@ class RemoteSource:
         self.client = client
         self._size = 0
 
-    def _get(self, path: str, **params: object):
+    def _get(self, path: str, **params: object) -> requests.Response:
         response = self.client.get(path, **params)
         if response.status_code != 200:
             try:
@@ -28,7 +30,7 @@ class RemoteSource:
         return response
 
     def checkpoint(self) -> str:
-        return self._get("/ledger/checkpoint").text
+        return str(self._get("/ledger/checkpoint").text)
 
     def size(self) -> int:
         return int(self._get("/ledger/head").json()["size"])

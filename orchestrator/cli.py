@@ -50,12 +50,41 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_bind(address: str) -> None:
+    """Fail now, in one line, if the server could not listen on ``address`` (HOST:PORT, as gunicorn
+    reads it); a unix socket or an inherited descriptor is left to gunicorn."""
+    import errno
+    import socket
+
+    from gunicorn import util  # type: ignore[import-untyped]
+
+    try:
+        parsed = util.parse_address(address)
+    except RuntimeError as e:
+        raise CommandError(f"--bind {address}: {e}") from e
+    if not isinstance(parsed, tuple):
+        return
+    host, port = parsed
+    family = socket.AF_INET6 if util.is_ipv6(host) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds its socket
+            probe.bind((host, port))
+    except OSError as e:
+        hint = ""
+        if e.errno == errno.EADDRINUSE:
+            hint = f"; another server is listening there: stop it, or pass another --bind ({config.env_name('bind')})"
+        raise CommandError(f"cannot listen on {address}: {(e.strerror or str(e)).lower()}{hint}") from e
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    check_bind(s.bind)  # before anything is created: a server that cannot listen leaves no ledger behind
+
     from ledger.genesis import init
     from ledger.store import check_unlocked
     from orchestrator import server  # gunicorn only for this command
 
-    s = _settings(args)
     ledger_config = s.ledger_config()
     if not ledger_config.log_dir.exists():
         written = init(ledger_config)
