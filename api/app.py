@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from api import errors, health, ledger_routes, openapi, resources
+from api import errors, health, index, ledger_routes, openapi, resources
 from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
@@ -48,7 +48,9 @@ def create_app(
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(ledger))
     app.add_route("/metrics", MetricsEndpoint(metrics))
-    # The OpenAPI contract and its rendered reference page, unauthenticated.
+    # The index (what this is, links to the rest), the OpenAPI contract and its rendered reference
+    # page, unauthenticated.
+    app.add_route("/", index.Index(ledger))
     app.add_route("/openapi.json", openapi.OpenApi())
     openapi.add_docs(app)
     app.add_sink(errors.no_route)

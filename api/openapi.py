@@ -503,7 +503,21 @@ def _open_paths() -> dict[str, Schema]:
     def status(value: str) -> Schema:
         return _json(_object({"status": {"const": value}}))
 
+    index = _object(
+        {
+            "name": {"type": "string"},
+            "origin": {"type": "string", "description": "the ledger's origin, as its checkpoints name it"},
+            "version": {"type": "string", "description": "the serving package's version"},
+            "links": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "paths that need no signature: docs, openapi, healthz, readyz, metrics",
+            },
+        }
+    )
     return {
+        "/": plain("What this service is (name, ledger origin, version) and links to the rest",
+                   {200: ("the index", _json(index))}, [], "operations"),
         "/openapi.json": plain("This contract (OpenAPI 3.1)", {200: ("the document", _json({"type": "object"}))}, [],
                                "operations"),
         "/docs": plain("This contract, rendered (Swagger UI)",
@@ -553,8 +567,10 @@ Every operation but the documentation, probes and metrics is signed (RFC 9421, `
 `keyid`, `created` and `nonce`, covering `@method`, the target URI and `content-digest`): see the
 security schemes. Every accepted write is one log entry; its answer carries a `receipt`.
 
-Errors are JSON `{"title", "description"}`. A rejected request appends nothing and changes
-nothing; resending exactly the same signed write returns the original answer and appends nothing.
+Errors are JSON `{"title", "description"}`: the title is the status's standard reason phrase
+(one per status, e.g. 400 `Bad Request`, 413 `Content Too Large`), the description says what went
+wrong. A rejected request appends nothing and changes nothing; resending exactly the same signed
+write returns the original answer, byte for byte, and appends nothing.
 A method a path does not list is answered 405 with an `Allow` header, except on the seed's
 generic paths `/{collection}` and `/{collection}/{uuid}`: there `GET /prediction` or
 `POST /learnuplet` name an unknown collection or write endpoint, 404.
@@ -566,7 +582,12 @@ def _build() -> Schema:
     schemas: dict[str, Schema] = {
         "Uuid": {"type": "string", "pattern": UUID_PATTERN},
         "Roles": {"type": "array", "items": {"enum": list(ROLES)}, "minItems": 1, "uniqueItems": True},
-        "Error": _object({"title": {"type": "string"}, "description": {"type": "string"}}),
+        "Error": _object(
+            {
+                "title": {"type": "string", "description": "the status's standard reason phrase"},
+                "description": {"type": "string", "description": "what went wrong"},
+            }
+        ),
         "Receipt": RECEIPT,
         "Node": NODE,
     }

@@ -33,9 +33,12 @@ class Authenticated:
         body = read_body(req, self.body_limit)
         media = (req.content_type or "").split(";")[0].strip().lower()
         committed = self.ledger.write(signed_request(req, body), media).result()
-        body_out = dict(committed.body)
-        body_out["receipt"] = {"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash}
-        _json(resp, committed.status, orjson.dumps(body_out))
+        # The outcome's keys sorted as it is recorded, so an exact resend's answer is byte-identical;
+        # the receipt last, as always.
+        outcome = orjson.dumps(committed.body, option=orjson.OPT_SORT_KEYS)
+        receipt = orjson.dumps({"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash})
+        separator = b"," if outcome != b"{}" else b""
+        _json(resp, committed.status, outcome[:-1] + separator + b'"receipt":' + receipt + b"}")
 
 
 class Collection(Authenticated):

@@ -19,6 +19,7 @@ from typing import Any
 
 from ledger.errors import LedgerError, StorageError
 from orchestrator import settings as config
+from orchestrator import version
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
@@ -28,7 +29,8 @@ SERVE = (
     "public_url",
 )
 DATA = ("data_dir",)
-CALL = ("data_dir", "url", "key_file", "key_id")
+CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
+KEYS_NEW = ("data_dir", "url")  # the url only goes into the commands it prints
 
 
 class CommandError(Exception):
@@ -51,12 +53,41 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_bind(address: str) -> None:
+    """Fail now, in one line, if the server could not listen on ``address`` (HOST:PORT, as gunicorn
+    reads it); a unix socket or an inherited descriptor is left to gunicorn."""
+    import errno
+    import socket
+
+    from gunicorn import util
+
+    try:
+        parsed = util.parse_address(address)
+    except RuntimeError as e:
+        raise CommandError(f"--bind {address}: {e}") from e
+    if not isinstance(parsed, tuple):
+        return
+    host, port = parsed
+    family = socket.AF_INET6 if util.is_ipv6(host) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds its socket
+            probe.bind((host, port))
+    except OSError as e:
+        hint = ""
+        if e.errno == errno.EADDRINUSE:
+            hint = f"; another server is listening there: stop it, or pass another --bind ({config.env_name('bind')})"
+        raise CommandError(f"cannot listen on {address}: {(e.strerror or str(e)).lower()}{hint}") from e
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    check_bind(s.bind)  # before anything is created: a server that cannot listen leaves no ledger behind
+
     from ledger.genesis import init
     from ledger.store import check_unlocked
     from orchestrator import server  # gunicorn only for this command
 
-    s = _settings(args)
     ledger_config = s.ledger_config()
     if not ledger_config.log_dir.exists():
         written = init(ledger_config)
@@ -109,17 +140,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     from ledger.verify import verify
     from orchestrator.audit import RemoteSource
-    from orchestrator.client import Client
 
+    s = _settings(args)
     trusted = _trusted(args.trusted_checkpoint)
-    try:
-        client = Client.from_file(args.url, args.key_file, args.key_id)
-    except OSError as e:
-        raise StorageError(f"cannot read --key-file {args.key_file}: {e.strerror}") from e
+    client = _signing_client(s)  # the node and the key as `call` finds them
     try:
         report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"))
     except requests.RequestException as e:
-        raise StorageError(f"cannot reach {args.url}: {e}") from e
+        raise StorageError(f"cannot reach {s.url}: {e}") from e
     return _report(report, args.save_checkpoint)
 
 
@@ -201,7 +229,8 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
 
     name = key_id("NAME", args.name)
     role_list = roles("--roles", [r.strip() for r in args.roles.split(",") if r.strip()])
-    directory = args.dir if args.dir is not None else _settings(args).data_dir / "keys"
+    s = _settings(args)
+    directory = args.dir if args.dir is not None else s.data_dir / "keys"
     path = directory / f"{name}.pem"
     key = keys.new_private_key()
     try:
@@ -212,12 +241,16 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot write {path}: {e.strerror}") from e
     public = keys.public_b64(key)
     body = json.dumps({"key_id": name, "public_key": public, "roles": role_list})
+    # The settings this run was given (flag or environment) go into the commands it prints, so
+    # that they work pasted into another shell: the node, and the data dir holding the admin key.
+    url = ["--url", s.url] if "url" in s.overridden else []
+    data_dir = ["--data-dir", str(s.data_dir)] if "data_dir" in s.overridden else []
     print(f"private key written: {path} (mode 0600; keep it secret)")
     print(f"public key: {public}")
     print("an admin registers it with:")
-    print(f"  orchestrator call POST /nodes {shlex.quote(body)}")
+    print("  " + shlex.join(["orchestrator", "call", *url, *data_dir, "POST", "/nodes", body]))
     print("then it signs requests with:")
-    print(f"  orchestrator call --key-file {shlex.quote(str(path))} GET /nodes/{name}")
+    print("  " + shlex.join(["orchestrator", "call", *url, "--key-file", str(path), "GET", f"/nodes/{name}"]))
     return 0
 
 
@@ -259,6 +292,7 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
 
     base = base if base is not None else config.defaults()
     top = argparse.ArgumentParser(prog="orchestrator", description="Signed-ledger Orchestrator for collaborative ML.")
+    top.add_argument("--version", action="version", version=f"orchestrator {version()}")
     commands = top.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("init", help="create a ledger: node key, client keys and genesis entry")
@@ -292,12 +326,16 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     _with_settings(p, DATA, base)
     p.set_defaults(func=_cmd_verify)
 
-    p = commands.add_parser("audit", help="verify a running node over HTTP with an auditor key")
-    p.add_argument("--url", required=True, help="the node, e.g. http://127.0.0.1:8000")
-    p.add_argument("--key-file", required=True, type=Path, help="the auditor's private key (PEM)")
-    p.add_argument("--key-id", required=True, help="the auditor's key id")
+    p = commands.add_parser(
+        "audit",
+        help="verify a running node over HTTP with an auditor key",
+        description="Verify a running node over HTTP, signing with a key that holds the auditor role. The node "
+        "and the key are found as `orchestrator call` finds them: --url (ORCHESTRATOR_URL), and DATA_DIR/keys/"
+        "KEY_ID.pem, or --key-file whose name without .pem is the key id unless --key-id says otherwise.",
+    )
     _checkpoint_flags(p)
-    p.set_defaults(func=_cmd_audit, settings=())
+    _with_settings(p, CALL, base)
+    p.set_defaults(func=_cmd_audit)
 
     p = commands.add_parser(
         "call",
@@ -320,14 +358,15 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
         "new",
         help="write a new key pair and print how an admin registers it",
         description="Write a new Ed25519 private key to DIR/NAME.pem (PKCS#8 PEM, mode 0600; never overwrites) "
-        "and print its public key and the `orchestrator call POST /nodes` an admin runs to register it.",
+        "and print its public key, the `orchestrator call POST /nodes` an admin runs to register it and the "
+        "`orchestrator call` the key's owner then runs; both carry the --url and --data-dir given here.",
     )
     p.add_argument("name", metavar="NAME", help="the key id: letters, digits, '.', '_' or '-'")
     p.add_argument("--dir", type=Path, default=None, help="where to write NAME.pem (default: DATA_DIR/keys)")
     p.add_argument(
         "--roles", default="viewer", metavar="ROLE[,ROLE...]", help="roles in the printed command (default: viewer)"
     )
-    _with_settings(p, DATA, base)
+    _with_settings(p, KEYS_NEW, base)
     p.set_defaults(func=_cmd_keys_new)
     return top
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 from requests_http_signature import HTTPSignatureAuth, algorithms
@@ -108,7 +109,7 @@ def error_for(response: requests.Response) -> ClientError:
     status = response.status_code
     cls = ERRORS.get(status) or (ServerError if status >= 500 else ClientError)
     request = response.request
-    path = requests.utils.urlparse(request.url or "").path if request is not None else ""
+    path = urlsplit(request.url or "").path if request is not None else ""
     return cls(description or title, status=status, title=title, method=request.method or "", path=path)
 
 

@@ -54,7 +54,7 @@ class BufferedLines(logging.Handler):
         self._closed = threading.Event()
         threading.Thread(target=self._run, name="log-writer", daemon=True).start()
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         if not self.filter(record):
             return False
         self.emit(record)  # without the handler lock: deque.append is atomic
@@ -98,7 +98,7 @@ def configure(level: str, stream: IO[str] | None = None) -> None:
     # A line per request: skip the record fields no format here shows (the caller's file and line,
     # thread and multiprocessing names), as the logging HOWTO's "Optimization" section describes.
     # gunicorn's own format shows the process id, which stays.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     logger = logging.getLogger(ROOT)

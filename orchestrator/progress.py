@@ -2,10 +2,11 @@
 
 import sys
 import time
+from typing import TextIO
 
 
 class ProgressBar:
-    def __init__(self, label: str, stream=sys.stderr) -> None:
+    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
         self.label = label
         self.stream = stream
         self.enabled = stream.isatty()

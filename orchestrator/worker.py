@@ -13,13 +13,15 @@ from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
 
+from api.errors import title_of
+
 #: gunicorn's own statuses for parse errors that are not a plain 400 (gunicorn/workers/base.py).
-STATUSES: tuple[tuple[type[Exception], int, str], ...] = (
-    (errors.LimitRequestLine, 414, "URI Too Long"),
-    (errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
-    (errors.UnsupportedTransferCoding, 501, "Not Implemented"),
-    (errors.ExpectationFailed, 417, "Expectation Failed"),
-    (errors.ForbiddenProxyRequest, 403, "Forbidden"),
+STATUSES: tuple[tuple[type[Exception], int], ...] = (
+    (errors.LimitRequestLine, 414),
+    (errors.LimitRequestHeaders, 431),
+    (errors.UnsupportedTransferCoding, 501),
+    (errors.ExpectationFailed, 417),
+    (errors.ForbiddenProxyRequest, 403),
 )
 #: Parse errors that are not the client's fault: left to gunicorn (a 500).
 NOT_CLIENT_ERRORS = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName, errors.ConfigurationProblem)
@@ -27,7 +29,8 @@ NOT_CLIENT_ERRORS = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderN
 
 def error_response(exc: Exception) -> bytes:
     """The whole HTTP response for a request gunicorn could not parse."""
-    status, reason = next(((s, r) for cls, s, r in STATUSES if isinstance(exc, cls)), (400, "Bad Request"))
+    status = next((s for cls, s in STATUSES if isinstance(exc, cls)), 400)
+    reason = title_of(status)  # the API's one title per status
     body = json.dumps({"title": reason, "description": f"malformed HTTP request: {exc}"}).encode("ascii")
     head = f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode("ascii") + body

@@ -3,6 +3,7 @@
 import base64
 import http.server
 import json
+import os
 import re
 import threading
 import urllib.parse
@@ -259,3 +260,21 @@ def test_audit_of_a_node_answering_damaged_bytes_fails_in_one_line(
     _failed(result, expected)
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+def test_audit_finds_the_node_and_the_key_as_call_does(server: Server, tmp_path: Path) -> None:
+    """ORCHESTRATOR_URL and the data dir's keys, the key id from the key file's name: like `call`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    user = {**env, "ORCHESTRATOR_URL": server.url, "ORCHESTRATOR_DATA_DIR": str(server.data_dir)}
+    for args, environment in (
+        (["--key-id", "auditor"], user),  # DATA_DIR/keys/auditor.pem
+        (["--key-file", str(server.data_dir / "keys" / "auditor.pem")], {**env, "ORCHESTRATOR_URL": server.url}),
+        (["--url", server.url, "--data-dir", str(server.data_dir), "--key-id", "everything"], env),
+        ([], {**user, "ORCHESTRATOR_KEY_ID": "auditor"}),
+    ):
+        _ok(orchestrator("audit", *args, check=False, timeout=60, env=environment))
+        call = orchestrator("call", *args, "GET", "/ledger/checkpoint", check=False, env=environment)
+        assert call.returncode == 0, call.stderr  # the very same settings sign `call`
+
+    # No settings at all: ./data/keys/admin.pem against http://127.0.0.1:8000, as `call`.
+    nothing = orchestrator("audit", check=False, timeout=60, env=env, cwd=tmp_path)
+    assert nothing.returncode == 2 and str(Path("data") / "keys" / "admin.pem") in nothing.stderr, nothing.stderr
+    assert "Traceback" not in nothing.stderr

@@ -162,6 +162,42 @@ def test_keys_new_prints_a_registration_command_that_works(server: Server, tmp_p
     assert again.returncode == 2 and "refusing to overwrite" in again.stderr and pem.read_bytes() == before
 
 
+def _printed_commands(stdout: str) -> tuple[list[str], list[str]]:
+    """The "an admin registers it with" and "then it signs requests with" commands, as argv."""
+    lines = stdout.splitlines()
+    register = lines[lines.index("an admin registers it with:") + 1]
+    use = lines[lines.index("then it signs requests with:") + 1]
+    return shlex.split(register), shlex.split(use)
+
+
+def test_keys_new_prints_commands_that_carry_its_data_dir_and_url(server: Server, tmp_path: Path) -> None:
+    """Given a data dir and a node (by flag or ORCHESTRATOR_URL), the printed commands name them, so
+    they work pasted into another shell, in another directory, with none of the environment."""
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data_dir = ["--data-dir", str(server.data_dir)]
+    runs = [
+        ([*data_dir, "--url", server.url], bare, server.data_dir / "keys"),
+        ([*data_dir, "--dir", str(tmp_path / "mine")], {**bare, "ORCHESTRATOR_URL": server.url}, tmp_path / "mine"),
+    ]
+    for flags, env, directory in runs:
+        name = "pasted-" + new_uuid()[:8]
+        result = orchestrator("keys", "new", name, "--roles", "viewer,compute", *flags, env=env, cwd=tmp_path)
+        register, use = _printed_commands(result.stdout)
+        assert register[:2] == ["orchestrator", "call"] and use[:2] == ["orchestrator", "call"]
+        assert register[register.index("--data-dir") + 1] == str(server.data_dir)
+        assert register[register.index("--url") + 1] == server.url == use[use.index("--url") + 1]
+        assert use[use.index("--key-file") + 1] == str(directory / f"{name}.pem")
+
+        registered = orchestrator(*register[1:], check=False, env=bare, cwd=elsewhere)
+        assert registered.returncode == 0, registered.stderr
+        assert json.loads(registered.stdout)["new_node"]["key_id"] == name
+        used = orchestrator(*use[1:], check=False, env=bare, cwd=elsewhere)
+        assert used.returncode == 0, used.stderr
+        assert json.loads(used.stdout)["roles"] == ["compute", "viewer"]
+
+
 def test_keys_new_defaults_to_the_data_dirs_keys_and_validates(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     data = tmp_path / "data"

@@ -1,6 +1,8 @@
 """The `orchestrator` command: init, replay and the data-dir lock, as an operator uses them."""
 
+import configparser
 import shutil
+import socket
 import stat
 from pathlib import Path
 
@@ -92,3 +94,27 @@ def test_serve_help_lists_flags() -> None:
     result = orchestrator("serve", "--help")
     for flag in ("--data-dir", "--bind", "--threads", "--body-limit"):
         assert flag in result.stdout
+
+
+def test_version_is_the_packages_and_the_licence_is_apache_2() -> None:
+    root = Path(__file__).resolve().parent.parent
+    setup = configparser.ConfigParser()
+    setup.read(root / "setup.cfg")
+    result = orchestrator("--version")
+    assert result.stdout == f"orchestrator {setup['metadata']['version']}\n" and result.stderr == ""
+    assert setup["metadata"]["license"] == "Apache-2.0" and setup["metadata"]["license_files"] == "LICENSE"
+    licence = (root / "LICENSE").read_text()
+    assert licence.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in licence
+    assert "END OF TERMS AND CONDITIONS" in licence
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with socket.create_server(("127.0.0.1", 0)) as busy:  # another program listens there
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        result = orchestrator("serve", "--data-dir", str(data), "--bind", address, check=False, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()  # no gunicorn start-up, no retries
+    assert line.startswith(f"orchestrator: error: cannot listen on {address}: address already in use"), line
+    assert not data.exists()  # no ledger, no keys: nothing to clean up

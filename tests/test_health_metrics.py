@@ -181,7 +181,7 @@ def test_readyz_reports_failed_writes_and_state_lag_and_probes_write_nothing() -
         state.fail_writes = OSError("disk full")
         assert _post_problem(client, signer).status_code == 201  # durable in the log; state lags
         not_ready = client.simulate_get("/readyz")
-        assert not_ready.status_code == 503 and not_ready.json["title"] == "Not ready"
+        assert not_ready.status_code == 503 and not_ready.json["title"] == "Service Unavailable"
         assert "state is 1 entries behind the log" in not_ready.json["description"]
         assert "orchestrator_state_lag_entries 1.0" in client.simulate_get("/metrics").text
 

@@ -5,16 +5,18 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import test_platform_cycle as cycle
-from conftest import Server, new_uuid
+from conftest import Server, new_uuid, orchestrator
 from contract import Contract, documented_operations, documented_statuses
 from falcon import inspect
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
+from api import reference
 from api.app import create_app
 from api.openapi import spec
 from ledger import keys, routes
@@ -96,6 +98,21 @@ def test_openapi_json_and_docs_need_no_signature(server: Server) -> None:
         assert loaded.status_code == 200 and loaded.content, asset
 
 
+def test_the_index_needs_no_signature_and_links_to_the_rest(server: Server) -> None:
+    """`GET /` in a browser or with curl: what this is, and where to go next."""
+    index = requests.get(server.url + "/", timeout=10)
+    assert index.status_code == 200 and index.headers["content-type"] == "application/json", index.text
+    Contract().check(index)
+    body = index.json()
+    assert set(body) == {"name", "origin", "version", "links"} and body["name"] == "Orchestrator ledger"
+    checkpoint = server.client("auditor").call("GET", "/ledger/checkpoint")
+    assert body["origin"] == checkpoint.splitlines()[0]
+    assert f"orchestrator {body['version']}\n" == orchestrator("--version").stdout
+    assert {"docs": "/docs", "openapi": "/openapi.json", "healthz": "/healthz"}.items() <= body["links"].items()
+    for path in body["links"].values():
+        assert requests.get(server.url + path, timeout=10).status_code == 200, path
+
+
 # -- the live server against the contract ----------------------------------------------
 
 
@@ -173,7 +190,7 @@ def test_a_platform_cycle_meets_the_contract(checked: ValidatingServer) -> None:
     assert viewer.get("/nodes").status_code == 200
     assert admin.post(f"/nodes/{member}/revoke", {}).status_code == 200
 
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/swagger.json"):
+    for path in ("/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/swagger.json"):
         assert _open(checked, path).status_code == 200, path
     algo = cycle.ok(viewer.get("/algo", limit="1"))["algos"][0]
     assert cycle.ok(viewer.get(f"/algo/{algo['uuid']}")) == algo
@@ -211,3 +228,17 @@ def test_options_lists_what_the_contract_lists(server: Server, path: str, allowe
 def test_options_on_an_unknown_name_is_a_json_404(server: Server) -> None:
     response = requests.options(server.url + "/nosuch", timeout=10)
     assert response.status_code == 404 and set(response.json()) == {"title", "description"}
+
+
+def test_the_reference_page_in_the_repository_is_the_contract() -> None:
+    """docs/api.md (linked from the README) is the contract rendered, every operation in it."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "api.md").read_text()
+    assert page == reference.markdown(), "docs/api.md is stale: run `python -m api.reference > docs/api.md`"
+    for method, path in documented_operations():
+        assert f"\n### {method} {path}\n" in page, (method, path)
+    readme = (root / "README.md").read_text()
+    assert "(docs/api.md)" in readme
+    local = [t for t in re.findall(r"\]\(([^)#]+)\)", readme) if "://" not in t]
+    for target in local + re.findall(r"`(\.\./[^`]*)`", readme):
+        assert not target.startswith(("../", "/")) and (root / target).exists(), f"README points to {target}"

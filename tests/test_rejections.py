@@ -1143,6 +1143,25 @@ def test_exact_resend_of_a_write(server: Server) -> None:
     assert first.json()["receipt"]["seq"] == before["size"]
 
 
+def test_exact_resend_answers_the_very_same_bytes(server: Server) -> None:
+    """The first answer and a resend's (recovered from the log's record) are byte for byte the same."""
+    problem = make_problem(server)
+    writes = [
+        ("admin", "/problem", problem_body(test_dataset=[new_uuid()], size_train_dataset=2)),
+        ("viewer", "/data", {"uuid": [new_uuid(), new_uuid()], "problems": problem}),
+        ("analytics", "/algo", {"uuid": new_uuid(), "name": "an algo", "problem": problem}),
+        ("admin", "/nodes", {"key_id": "resend-" + new_uuid()[:8],
+                             "public_key": keys.public_b64(keys.new_private_key()), "roles": ["viewer"]}),
+    ]
+    for who, path, body in writes:
+        client = server.client(who)
+        request = signed(client, "POST", path, json=body)
+        first = client.session.send(request, timeout=30)
+        again = client.session.send(request, timeout=30)
+        assert first.status_code in (200, 201), first.text
+        assert again.status_code == first.status_code and again.content == first.content, (first.text, again.text)
+
+
 def test_exact_resend_after_other_writes(server: Server) -> None:
     first_uplet = learn_chain(server)[0]
     compute = server.client("compute")

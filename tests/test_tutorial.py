@@ -1,5 +1,6 @@
 """The README's five-minute tutorial, run exactly as written against a server started the way the
-quick start starts it (`python -m orchestrator serve` in an empty directory), so it cannot rot."""
+quick start starts it (`python -m orchestrator serve` in an empty directory), so it cannot rot; and
+run again on the same data dir, as a user who pastes it a second time does."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from conftest import free_port
@@ -25,11 +27,27 @@ def tutorial_script() -> str:
     return script
 
 
-def test_the_readme_holds_one_marked_tutorial_using_orchestrator_call_only() -> None:
+def _commands(script: str) -> list[str]:
+    """The script's commands: its lines but comments and here-document bodies."""
+    commands: list[str] = []
+    in_body = False
+    for line in script.splitlines():
+        if in_body:
+            in_body = line != "EOF"
+        elif line and not line.startswith("#"):
+            commands.append(line)
+            in_body = line.endswith("<<EOF")
+    return commands
+
+
+def test_the_readme_holds_one_marked_tutorial_of_fresh_uuids_and_orchestrator_calls() -> None:
     script = tutorial_script()
-    commands = [line for line in script.splitlines() if line and not line.startswith("#")]
+    commands = _commands(script)
     assert len(commands) >= 15
-    for line in commands:
+    new_uuid, variables, *calls = commands
+    assert new_uuid == "new_uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }"
+    assert re.fullmatch(r"[A-Z0-9]+=\$\(new_uuid\)( [A-Z0-9]+=\$\(new_uuid\))*", variables), variables
+    for line in calls:
         assert line.startswith("orchestrator call ") or re.match(r"[A-Z]+=\$\(orchestrator call ", line), line
     for step in ("POST /problem", "POST /data", "POST /algo", "/worker/learnuplet/", "/learndone/",
                  "POST /prediction", "/worker/preduplet/", "/preddone/", "GET /ledger/head", "GET /ledger/checkpoint"):
@@ -52,7 +70,25 @@ def _start_server(cwd: Path, env: dict[str, str], url: str) -> subprocess.Popen:
     raise RuntimeError("the server did not become ready in 30 s")
 
 
-def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
+def _check_run(stdout: str, size: int) -> dict[str, Any]:
+    """One run's answers: a whole cycle from a problem to a stored prediction; the log's size after it."""
+    answers = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    problem = answers[0]["new_problem"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", problem["uuid"])
+    assert any(a.get("new_learnuplets") == 1 for a in answers)
+    learnuplet = next(a for a in answers if a.get("status") == "done" and "model_end" in a)
+    preduplet = answers[-2]
+    assert preduplet["status"] == "done" and preduplet["model"] == learnuplet["model_end"]
+    assert preduplet["problem"] == problem["uuid"] == learnuplet["problem"]
+    assert preduplet["prediction_storage_uuid"] == "e0000000-0000-4000-8000-000000000001"
+    head = answers[-1]
+    assert head["size"] == size
+    checkpoint = stdout[stdout.index("orchestrator.local/ledger\n"):]
+    assert checkpoint.splitlines()[1] == str(size) and f"state {head['state_digest']}" in checkpoint
+    return {"problem": problem, "preduplet": preduplet, "head": head}
+
+
+def test_the_tutorial_runs_as_written_and_again_on_the_same_data_dir(tmp_path: Path) -> None:
     script = tutorial_script()
     (tmp_path / "tutorial.sh").write_text(script)
     port = free_port()
@@ -63,27 +99,21 @@ def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
                PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""))
     process = _start_server(tmp_path, env, url)
     try:
-        result = subprocess.run(["sh", "-eu", "tutorial.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, timeout=120)
-        assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        assert result.stderr == ""
-
-        answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-        assert answers[0]["new_problem"]["uuid"] == "f0000000-0000-4000-8000-000000000001"
-        assert any(a.get("new_learnuplets") == 1 for a in answers)
-        learnuplet = next(a for a in answers if a.get("status") == "done" and "model_end" in a)
-        preduplet = answers[-2]
-        assert preduplet["status"] == "done" and preduplet["model"] == learnuplet["model_end"]
-        assert preduplet["prediction_storage_uuid"] == "e0000000-0000-4000-8000-000000000001"
-        head = answers[-1]
-        assert head["size"] == 9
-        checkpoint = result.stdout[result.stdout.index("orchestrator.local/ledger\n"):]
-        assert checkpoint.splitlines()[1] == "9" and f"state {head['state_digest']}" in checkpoint
+        runs = []
+        for size in (9, 17):  # the genesis and 8 writes; then 8 more, the same lines pasted again
+            result = subprocess.run(["sh", "-eu", "tutorial.sh"], cwd=tmp_path, env=env, capture_output=True,
+                                    text=True, stdin=subprocess.DEVNULL, timeout=120)
+            assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            assert result.stderr == ""
+            runs.append(_check_run(result.stdout, size))
+        first, second = runs
+        assert first["problem"]["uuid"] != second["problem"]["uuid"]
 
         # The ledger agrees, read with the admin key the server created in ./data.
         admin = Client.from_file(url, tmp_path / "data" / "keys" / "admin.pem")
-        assert admin.head() == head
-        assert admin.document("preduplet", preduplet["uuid"]) == preduplet
+        assert admin.head() == second["head"]
+        for run in runs:
+            assert admin.document("preduplet", run["preduplet"]["uuid"]) == run["preduplet"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)

@@ -499,7 +499,7 @@ def _run_disk_trouble(server: Any, disk: Disk) -> None:
             assert answer.status_code == 503, f"{answer.status_code} {answer.text}"
             refused.append(uuids)
             error = answer.json()
-            assert error["title"] == "Storage unavailable", error
+            assert error["title"] == "Service Unavailable", error
             assert disk.reason in error["description"], error  # names the disk's trouble
             messages.add(error["description"])
             in_a_row += 1
