@@ -1,11 +1,20 @@
-"""REST resources: parse and shape; the ledger does the work."""
+"""REST resources: parse and shape; the ledger does the work.
+
+Responders run on the event loop. Writes wait for their commit without blocking it
+(:class:`api.writes.Writes`); reads that scan go to the small read pool (:class:`api.offload.Offload`);
+point reads stay on the loop.
+"""
 
 import re
+from dataclasses import dataclass
 
 import falcon
 import orjson
+from falcon.asgi import Request, Response
 
+from api.offload import Offload
 from api.signed import read_body, signed_request
+from api.writes import Writes
 from ledger import machine, query
 from ledger.documents import COLLECTIONS
 from ledger.errors import UnsupportedMediaError, ValidationError
@@ -14,30 +23,42 @@ from ledger.service import Ledger
 RESERVED = ("limit", "after")
 
 
-def _json(resp: falcon.Response, status: int | str, data: bytes) -> None:
+def _json(resp: Response, status: int | str, data: bytes) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = data
 
 
-class Authenticated:
-    def __init__(self, ledger: Ledger, body_limit: int) -> None:
-        self.ledger = ledger
-        self.body_limit = body_limit
+@dataclass(frozen=True)
+class Context:
+    """What every resource works with: the ledger, the body limit, the write queue, the read pool."""
 
-    def _read(self, req: falcon.Request, role: str | None = None) -> None:
-        body = read_body(req, self.body_limit)
+    ledger: Ledger
+    body_limit: int
+    writes: Writes
+    offload: Offload
+
+
+class Authenticated:
+    def __init__(self, context: Context) -> None:
+        self.ledger = context.ledger
+        self.body_limit = context.body_limit
+        self.writes = context.writes
+        self.offload = context.offload
+
+    async def _read(self, req: Request, role: str | None = None) -> None:
+        body = await read_body(req, self.body_limit)
         self.ledger.authenticate_read(signed_request(req, body), role)
 
-    def _write(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_body(req, self.body_limit)
+    async def _write(self, req: Request, resp: Response) -> None:
+        body = await read_body(req, self.body_limit)
         request = signed_request(req, body)
         route, _ = machine.route_of(req.method, req.path)
         signer = self.ledger.authenticate(request, route.role)
         media = (req.content_type or "").split(";")[0].strip().lower()
         if media != "application/json":
             raise UnsupportedMediaError(f"Content-Type must be application/json, not {media or 'absent'!r}")
-        committed = self.ledger.submit(request, signer).result()
+        committed = await self.writes.submit(request, signer)
         body_out = dict(committed.body)
         body_out["receipt"] = {"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash}
         _json(resp, committed.status, orjson.dumps(body_out))
@@ -46,8 +67,8 @@ class Authenticated:
 class Collection(Authenticated):
     """GET /{collection}, GET /{collection}/{uuid}; POST /problem, /algo, /data, /prediction."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        self._read(req)
+    async def on_get(self, req: Request, resp: Response, collection: str) -> None:
+        await self._read(req)
         filters: dict[str, str] = {}
         for name, value in req.params.items():
             if isinstance(value, list):
@@ -60,31 +81,31 @@ class Collection(Authenticated):
             if not re.fullmatch(r"[0-9]{1,6}", limit_text):
                 raise ValidationError("limit must be a positive integer")
             limit = int(limit_text)
-        page = self.ledger.find(collection, filters, limit=limit, after=after)
+        page = await self.offload.run(self.ledger.find, collection, filters, limit=limit, after=after)
         key = collection + "s"
         data = b'{"%s":[%s]' % (key.encode(), b",".join(page.documents))
         if page.next_after is not None:
             data += b',"next_after":' + orjson.dumps(page.next_after)
         _json(resp, falcon.HTTP_200, data + b"}")
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
-        self._read(req)
+    async def on_get_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
+        await self._read(req)
         _json(resp, falcon.HTTP_200, self.ledger.document(collection, uuid))
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        self._write(req, resp)
+    async def on_post(self, req: Request, resp: Response, collection: str) -> None:
+        await self._write(req, resp)
 
-    def on_post_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
-        self._write(req, resp)
+    async def on_post_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
+        await self._write(req, resp)
 
-    def on_options(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+    async def on_options(self, req: Request, resp: Response, collection: str) -> None:
         _options(resp, collection, 0)
 
-    def on_options_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
+    async def on_options_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         _options(resp, collection, 1)
 
 
-def _options(resp: falcon.Response, name: str, args: int) -> None:
+def _options(resp: Response, name: str, args: int) -> None:
     """OPTIONS on the generic routes: Allow names what /name (args=0) or /name/x (args=1) really serves."""
     methods = ["GET"] if name in COLLECTIONS else []
     if (name, args) in machine.ROUTES:
@@ -98,24 +119,24 @@ def _options(resp: falcon.Response, name: str, args: int) -> None:
 class Worker(Authenticated):
     """POST /worker/{uplet_type}/{uplet_uuid}."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, kind: str, uuid: str) -> None:
-        self._write(req, resp)
-
+    async def on_post(self, req: Request, resp: Response, kind: str, uuid: str) -> None:
+        await self._write(req, resp)
 
 
 class Nodes(Authenticated):
     """Membership: GET /nodes, GET /nodes/{key_id}; POST /nodes, /nodes/{key_id}, /nodes/{key_id}/revoke."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req)
-        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(query.members(self.ledger.state)))
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req)
+        members = await self.offload.run(query.members, self.ledger.state)
+        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(members))
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
-        self._read(req)
+    async def on_get_item(self, req: Request, resp: Response, key_id: str) -> None:
+        await self._read(req)
         _json(resp, falcon.HTTP_200, query.member(self.ledger.state, key_id))
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
-        self._write(req, resp)
+    async def on_post(self, req: Request, resp: Response, **_: str) -> None:
+        await self._write(req, resp)
 
     on_post_item = on_post
     on_post_revoke = on_post

@@ -23,7 +23,10 @@ from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
 INIT = ("data_dir", "signature_window")
-SERVE = ("data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window")
+SERVE = (
+    "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
+    "log_level", "signature_window",
+)
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")
 
