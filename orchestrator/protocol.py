@@ -91,6 +91,8 @@ def _describe(error: httptools.HttpParserError) -> Refusal:
         return cause
     if isinstance(error, httptools.HttpParserCallbackError):
         return Refusal(400, f"malformed HTTP request: invalid request target or header ({cause})")
+    if "Transfer-Encoding" in str(error):  # a coding other than chunked (gunicorn: 501 too)
+        return Refusal(501, f"malformed HTTP request: {error}")
     return Refusal(400, f"malformed HTTP request: {error}")
 
 
@@ -102,6 +104,7 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # between a message's first byte (or the connection's start) and its head's end
         self._head_bytes = 0
         self._fields = 0
+        self._field_bytes = 0
         self._seen: set[bytes] = set()
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -138,7 +141,7 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserError as e:
             refusal = _describe(e)
-            if not self._in_head and not refusal.description.startswith("the request body"):
+            if not self._in_head and refusal.status == 400 and not refusal.description.startswith("the request body"):
                 detail = str(e)
                 refusal = Refusal(400, f"the request body could not be read: {CHUNK_ERRORS.get(detail, detail)}")
             self._refuse(refusal.status, refusal.description)
@@ -159,6 +162,7 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._fields = 0
+        self._field_bytes = 0
         self._seen.clear()
 
     def on_url(self, url: bytes) -> None:
@@ -173,7 +177,12 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         if len(name) + len(value) > self.limits.max_field:
             shown = name[:64].decode("latin-1")
             raise Refusal(431, f"malformed HTTP request: header field {shown!r} over {self.limits.max_field} bytes")
+        self._field_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._field_bytes + len(self.url) > self.limits.max_head:
+            raise Refusal(431, f"malformed HTTP request: request head over {self.limits.max_head} bytes")
         lower = name.lower()
+        if lower == b"expect" and value.lower() != b"100-continue":
+            raise Refusal(417, f"malformed HTTP request: unsupported expectation {value[:64].decode('latin-1')!r}")
         if lower in SINGLETONS:
             if lower in self._seen:
                 raise Refusal(400, f"malformed HTTP request: header field {name.decode('latin-1')!r} given twice")

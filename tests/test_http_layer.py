@@ -139,6 +139,20 @@ def test_over_large_request_heads_get_a_json_431(server: Server, fields: list[tu
     assert server.head() == before
 
 
+@pytest.mark.parametrize(
+    "fields, status, fragment",
+    [
+        ([("Expect", "magic"), ("Content-Length", "0")], 417, "unsupported expectation 'magic'"),
+        ([("Transfer-Encoding", "gzip")], 501, "Transfer-Encoding"),
+    ],
+    ids=["unknown-expectation", "transfer-coding-gzip"],
+)
+def test_what_gunicorn_refused_with_417_and_501_still_is(server: Server, fields: list[tuple[str, str]], status: int,
+                                                         fragment: str) -> None:
+    request = request_bytes("POST", "/problem", [("Host", "x"), *fields], framing=False)
+    assert_json_error(raw_exchange(server, request), status, "malformed HTTP request", fragment)
+
+
 # -- read timeouts --------------------------------------------------------------------------------
 
 
