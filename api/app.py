@@ -1,13 +1,17 @@
-"""The Falcon application: routes wired to resources over a Ledger passed in."""
+"""The Falcon ASGI application: routes wired to resources over a Ledger passed in."""
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
-import falcon
+import falcon.asgi
 
 from api import errors, health, index, ledger_routes, openapi, resources
 from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
+from api.offload import Offload
+from api.writes import Writes
 from ledger.errors import AuthError, LedgerError
 
 
@@ -15,21 +19,37 @@ from ledger.errors import AuthError, LedgerError
 class ApiConfig:
     #: Largest accepted request body, in bytes (larger: 413 without reading it).
     body_limit: int = 1024 * 1024
+    #: Threads of the pool that runs the reads that would block the loop (lists, pages, proofs).
+    read_threads: int = 4
+    #: Most writes waiting for their commit at once; past it a write gets 503 with Retry-After.
+    max_queued_writes: int = 4096
 
 
-def create_app(
-    ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Metrics | None = None
-) -> falcon.App[falcon.Request, falcon.Response]:
+def _inline(handler: Callable[..., None]) -> Callable[..., Coroutine[Any, Any, None]]:
+    """A plain (non-blocking) handler as the coroutine an ASGI app requires; it runs on the loop."""
+
+    async def run(*args: Any, **kwargs: Any) -> None:
+        handler(*args, **kwargs)
+
+    return run
+
+
+AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
+
+
+def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Metrics | None = None) -> AsgiApp:
     config = config or ApiConfig()
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(ledger)
+    offload = Offload(config.read_threads)
+    context = resources.Context(ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload)
     # Static routes (the /docs assets) before sinks: the catch-all 404 sink must not hide them.
-    app = falcon.App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
+    app: AsgiApp = falcon.asgi.App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
     app.req_options.strip_url_path_trailing_slash = True
-    collection = resources.Collection(ledger, config.body_limit)
+    collection = resources.Collection(context)
     app.add_route("/{collection}", collection)
     app.add_route("/{collection}/{uuid}", collection, suffix="item")
-    app.add_route("/worker/{kind}/{uuid}", resources.Worker(ledger, config.body_limit))
+    app.add_route("/worker/{kind}/{uuid}", resources.Worker(context))
     for path, resource in (
         ("/ledger/head", ledger_routes.Head),
         ("/ledger/checkpoint", ledger_routes.Checkpoint),
@@ -38,24 +58,24 @@ def create_app(
         ("/ledger/proofs/inclusion", ledger_routes.InclusionProof),
         ("/ledger/proofs/consistency", ledger_routes.ConsistencyProof),
     ):
-        app.add_route(path, resource(ledger, config.body_limit))
-    nodes = resources.Nodes(ledger, config.body_limit)
+        app.add_route(path, resource(context))
+    nodes = resources.Nodes(context)
     app.add_route("/nodes", nodes)
     app.add_route("/nodes/{key_id}", nodes, suffix="item")
     app.add_route("/nodes/{key_id}/revoke", nodes, suffix="revoke")
-    app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(ledger, config.body_limit), suffix="item")
+    app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(context), suffix="item")
     # Unauthenticated operations endpoints: probes and Prometheus metrics (see README).
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(ledger))
-    app.add_route("/metrics", MetricsEndpoint(metrics))
+    app.add_route("/metrics", MetricsEndpoint(metrics, offload))
     # The index (what this is, links to the rest), the OpenAPI contract and its rendered reference
     # page, unauthenticated.
     app.add_route("/", index.Index(ledger))
     app.add_route("/openapi.json", openapi.OpenApi())
     openapi.add_docs(app)
-    app.add_sink(errors.no_route)
+    app.add_sink(_inline(errors.no_route))
     app.set_error_serializer(errors.serialize_error)
-    app.add_error_handler(Exception, errors.handle_unexpected)
-    app.add_error_handler(LedgerError, errors.handle_ledger_error)
+    app.add_error_handler(Exception, _inline(errors.handle_unexpected))
+    app.add_error_handler(LedgerError, _inline(errors.handle_ledger_error))
     app.add_error_handler(AuthError, auth_error_handler(metrics))
     return app

@@ -4,11 +4,13 @@ Neither writes anything: readiness is read from the ledger's own bookkeeping (th
 the last log write, and how far state is behind the log), so state stays equal to a replay.
 """
 
+import asyncio
 import time
 from typing import Protocol
 
 import falcon
 import orjson
+from falcon.asgi import Request, Response
 
 #: A commit updates the head just before it writes state; a lag seen in that instant is not
 #: trouble. Readiness looks again for up to this long before it reports a lag.
@@ -23,8 +25,8 @@ class Probed(Protocol):
     def state_lag(self) -> int: ...
 
 
-def readiness(ledger: Probed, grace_s: float = LAG_GRACE_S) -> str | None:
-    """None when the ledger can serve; otherwise why not, in a sentence."""
+async def readiness(ledger: Probed, grace_s: float = LAG_GRACE_S) -> str | None:
+    """None when the ledger can serve; otherwise why not, in a sentence (looks again without blocking the loop)."""
     if ledger.write_error is not None:
         return f"the last log write failed: {ledger.write_error}"
     deadline = time.monotonic() + grace_s
@@ -34,13 +36,13 @@ def readiness(ledger: Probed, grace_s: float = LAG_GRACE_S) -> str | None:
             return None
         if time.monotonic() >= deadline:
             return f"state is {lag} entries behind the log (a state write failed; the next write catches it up)"
-        time.sleep(grace_s / 5)
+        await asyncio.sleep(grace_s / 5)
 
 
 class Health:
     """GET /healthz: 200 {"status": "ok"} while the process answers."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: Request, resp: Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = b'{"status":"ok"}'
 
@@ -51,8 +53,8 @@ class Ready:
     def __init__(self, ledger: Probed) -> None:
         self.ledger = ledger
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        reason = readiness(self.ledger)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        reason = await readiness(self.ledger)
         if reason is not None:
             raise falcon.HTTPServiceUnavailable(title="Not ready", description=reason)
         resp.content_type = falcon.MEDIA_JSON

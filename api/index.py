@@ -5,6 +5,7 @@ from typing import Protocol
 
 import falcon
 import orjson
+from falcon.asgi import Request, Response
 
 from orchestrator import version
 
@@ -32,6 +33,6 @@ class Index:
     def __init__(self, ledger: Named) -> None:
         self._data = orjson.dumps({"name": NAME, "origin": ledger.origin, "version": version(), "links": LINKS})
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: Request, resp: Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self._data

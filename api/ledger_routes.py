@@ -1,7 +1,8 @@
 """Ledger endpoints: head, checkpoint, verifier key, entries and RFC 9162 proofs.
 
 Hashes in proofs are base64, like the root in a checkpoint. All but
-/ledger/head need the auditor role.
+/ledger/head need the auditor role. Entry pages and proofs (many LevelDB reads)
+are built on the read pool; the head, the checkpoint, the key and one entry on the loop.
 """
 
 import base64
@@ -10,6 +11,7 @@ from typing import Any
 
 import falcon
 import orjson
+from falcon.asgi import Request, Response
 
 from api.resources import Authenticated
 from ledger import canonical
@@ -23,7 +25,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _int_param(req: falcon.Request, name: str, default: int | None = None) -> int:
+def _int_param(req: Request, name: str, default: int | None = None) -> int:
     value = req.get_param(name)
     if value is None:
         if default is None:
@@ -34,7 +36,7 @@ def _int_param(req: falcon.Request, name: str, default: int | None = None) -> in
     return int(value)
 
 
-def _send(resp: falcon.Response, data: object) -> None:
+def _send(resp: Response, data: object) -> None:
     resp.content_type = falcon.MEDIA_JSON
     resp.data = orjson.dumps(data)
 
@@ -46,8 +48,8 @@ def entry_view(seq: int, raw: bytes) -> dict[str, Any]:
 class Head(Authenticated):
     """GET /ledger/head: the log size and the state digest after applying it (any key)."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req)
         size, digest = self.ledger.head()
         _send(resp, {"size": size, "state_digest": digest.hex()})
 
@@ -55,8 +57,8 @@ class Head(Authenticated):
 class Checkpoint(Authenticated):
     """GET /ledger/checkpoint: the latest C2SP signed checkpoint, text/plain."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req, AUDITOR)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req, AUDITOR)
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = self.ledger.checkpoint()
 
@@ -64,8 +66,8 @@ class Checkpoint(Authenticated):
 class Key(Authenticated):
     """GET /ledger/key: the node's C2SP verifier key (name+keyid+base64 key), text/plain."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req, AUDITOR)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req, AUDITOR)
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = self.ledger.vkey() + "\n"
 
@@ -73,8 +75,8 @@ class Key(Authenticated):
 class Entries(Authenticated):
     """GET /ledger/entries?start=N&end=M (at most 1000 a page); GET /ledger/entries/{seq}."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req, AUDITOR)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req, AUDITOR)
         size = self.ledger.head()[0]
         start = _int_param(req, "start", 0)
         end = min(_int_param(req, "end", start + 100), size, start + MAX_PAGE)
@@ -82,11 +84,12 @@ class Entries(Authenticated):
             raise ValidationError(f"start {start} is beyond the log (size {size})")
         if end <= start:
             raise ValidationError("end must be greater than start")
-        entries = [entry_view(seq, raw) for seq, raw in self.ledger.entries(start, end)]
+        raws = await self.offload.run(self.ledger.entries, start, end)
+        entries = [entry_view(seq, raw) for seq, raw in raws]
         _send(resp, {"entries": entries, "size": size, "next": end if end < size else None})
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, seq: str) -> None:
-        self._read(req, AUDITOR)
+    async def on_get_item(self, req: Request, resp: Response, seq: str) -> None:
+        await self._read(req, AUDITOR)
         size = self.ledger.head()[0]
         if not re.fullmatch(r"[0-9]{1,18}", seq) or int(seq) >= size:
             raise falcon.HTTPNotFound(title="Not found", description=f"no entry {seq} (log size {size})")
@@ -96,24 +99,24 @@ class Entries(Authenticated):
 class InclusionProof(Authenticated):
     """GET /ledger/proofs/inclusion?seq=N&tree_size=S (tree_size defaults to the current size)."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req, AUDITOR)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req, AUDITOR)
         size = self.ledger.head()[0]
         seq = _int_param(req, "seq")
         tree_size = _int_param(req, "tree_size", size)
         if not seq < tree_size <= size:
             raise ValidationError(f"need seq < tree_size <= {size}, got seq={seq} tree_size={tree_size}")
-        _send(resp, self.ledger.inclusion(seq, tree_size))
+        _send(resp, await self.offload.run(self.ledger.inclusion, seq, tree_size))
 
 
 class ConsistencyProof(Authenticated):
     """GET /ledger/proofs/consistency?first=A&second=B (second defaults to the current size)."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req, AUDITOR)
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req, AUDITOR)
         size = self.ledger.head()[0]
         first = _int_param(req, "first")
         second = _int_param(req, "second", size)
         if not 0 < first <= second <= size:
             raise ValidationError(f"need 0 < first <= second <= {size}, got first={first} second={second}")
-        _send(resp, self.ledger.consistency(first, second))
+        _send(resp, await self.offload.run(self.ledger.consistency, first, second))

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import falcon
+from falcon.asgi import Request, Response
 
 from api.errors import status_of
 from api.metrics import Metrics
@@ -24,7 +25,7 @@ UNMATCHED = "unmatched"  # the route label of a request no route matched
 _KEYID = re.compile(r'keyid="([A-Za-z0-9._-]{1,128})"')
 _SEQ = re.compile(rb'"receipt":\{"seq":([0-9]+)')
 
-def claimed_key_id(req: falcon.Request) -> str | None:
+def claimed_key_id(req: Request) -> str | None:
     """The keyid a request's Signature-Input names (as claimed: it may not have verified)."""
     found = _KEYID.search(req.get_header("Signature-Input") or "")
     return found.group(1) if found else None
@@ -36,10 +37,10 @@ class RequestObserver:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: Request, resp: Response) -> None:
         req.context.started = time.perf_counter()
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+    async def process_response(self, req: Request, resp: Response, resource: Any, req_succeeded: bool) -> None:
         elapsed = time.perf_counter() - getattr(req.context, "started", time.perf_counter())
         route = req.uri_template or UNMATCHED
         status = resp.status_code
@@ -63,7 +64,7 @@ class RequestObserver:
 def auth_error_handler(metrics: Metrics) -> Any:
     """The error handler for AuthError: count the reason, warn, answer 401 like any LedgerError."""
 
-    def handle(req: falcon.Request, resp: falcon.Response, error: AuthError, params: Any) -> None:
+    async def handle(req: Request, resp: Response, error: AuthError, params: Any) -> None:
         reason = error.reason
         metrics.signature_failure(reason)
         auth_log.warning(

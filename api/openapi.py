@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import falcon
+import falcon.asgi
 import orjson
 
 from ledger import membership, routes
@@ -631,12 +632,12 @@ class OpenApi:
     def __init__(self) -> None:
         self._data = orjson.dumps(_build())
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self._data
 
 
-def add_docs(app: falcon.App[falcon.Request, falcon.Response]) -> None:
+def add_docs(app: "falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]") -> None:
     """GET /docs: the contract rendered by swagger-ui-py (its assets under /docs/static)."""
     from swagger_ui import api_doc
 

@@ -1,12 +1,21 @@
-"""REST resources: parse and shape; the ledger does the work."""
+"""REST resources: parse and shape; the ledger does the work.
+
+Responders run on the event loop. Writes wait for their commit without blocking it
+(:class:`api.writes.Writes`); reads that scan go to the small read pool (:class:`api.offload.Offload`);
+point reads stay on the loop.
+"""
 
 import re
+from dataclasses import dataclass
 
 import falcon
 import orjson
+from falcon.asgi import Request, Response
 
 from api.door import LedgerDoor
+from api.offload import Offload
 from api.signed import read_body, signed_request
+from api.writes import Writes
 from ledger import routes
 from ledger.documents import COLLECTIONS
 from ledger.errors import ValidationError
@@ -14,25 +23,37 @@ from ledger.errors import ValidationError
 RESERVED = ("limit", "after")
 
 
-def _json(resp: falcon.Response, status: int | str, data: bytes) -> None:
+def _json(resp: Response, status: int | str, data: bytes) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = data
 
 
-class Authenticated:
-    def __init__(self, ledger: LedgerDoor, body_limit: int) -> None:
-        self.ledger = ledger
-        self.body_limit = body_limit
+@dataclass(frozen=True)
+class Context:
+    """What every resource works with: the ledger, the body limit, the write queue, the read pool."""
 
-    def _read(self, req: falcon.Request, role: str | None = None) -> None:
-        body = read_body(req, self.body_limit)
+    ledger: LedgerDoor
+    body_limit: int
+    writes: Writes
+    offload: Offload
+
+
+class Authenticated:
+    def __init__(self, context: Context) -> None:
+        self.ledger = context.ledger
+        self.body_limit = context.body_limit
+        self.writes = context.writes
+        self.offload = context.offload
+
+    async def _read(self, req: Request, role: str | None = None) -> None:
+        body = await read_body(req, self.body_limit)
         self.ledger.read(signed_request(req, body), role)
 
-    def _write(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_body(req, self.body_limit)
+    async def _write(self, req: Request, resp: Response) -> None:
+        body = await read_body(req, self.body_limit)
         media = (req.content_type or "").split(";")[0].strip().lower()
-        committed = self.ledger.write(signed_request(req, body), media).result()
+        committed = await self.writes.submit(signed_request(req, body), media)
         # The outcome's keys sorted as it is recorded, so an exact resend's answer is byte-identical;
         # the receipt last, as always.
         outcome = orjson.dumps(committed.body, option=orjson.OPT_SORT_KEYS)
@@ -44,8 +65,8 @@ class Authenticated:
 class Collection(Authenticated):
     """GET /{collection}, GET /{collection}/{uuid}; POST /problem, /algo, /data, /prediction."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        self._read(req)
+    async def on_get(self, req: Request, resp: Response, collection: str) -> None:
+        await self._read(req)
         filters: dict[str, str] = {}
         for name, value in req.params.items():
             if isinstance(value, list):
@@ -58,31 +79,31 @@ class Collection(Authenticated):
             if not re.fullmatch(r"[0-9]{1,6}", limit_text):
                 raise ValidationError("limit must be a positive integer")
             limit = int(limit_text)
-        page = self.ledger.find(collection, filters, limit=limit, after=after)
+        page = await self.offload.run(self.ledger.find, collection, filters, limit=limit, after=after)
         key = collection + "s"
         data = b'{"%s":[%s]' % (key.encode(), b",".join(page.documents))
         if page.next_after is not None:
             data += b',"next_after":' + orjson.dumps(page.next_after)
         _json(resp, falcon.HTTP_200, data + b"}")
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
-        self._read(req)
+    async def on_get_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
+        await self._read(req)
         _json(resp, falcon.HTTP_200, self.ledger.document(collection, uuid))
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        self._write(req, resp)
+    async def on_post(self, req: Request, resp: Response, collection: str) -> None:
+        await self._write(req, resp)
 
-    def on_post_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
-        self._write(req, resp)
+    async def on_post_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
+        await self._write(req, resp)
 
-    def on_options(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+    async def on_options(self, req: Request, resp: Response, collection: str) -> None:
         _options(resp, collection, 0)
 
-    def on_options_item(self, req: falcon.Request, resp: falcon.Response, collection: str, uuid: str) -> None:
+    async def on_options_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         _options(resp, collection, 1)
 
 
-def _options(resp: falcon.Response, name: str, args: int) -> None:
+def _options(resp: Response, name: str, args: int) -> None:
     """OPTIONS on the generic routes: Allow names what /name (args=0) or /name/x (args=1) really serves."""
     methods = ["GET"] if name in COLLECTIONS else []
     if routes.accepts_post([name] + ["x"] * args):
@@ -96,24 +117,24 @@ def _options(resp: falcon.Response, name: str, args: int) -> None:
 class Worker(Authenticated):
     """POST /worker/{uplet_type}/{uplet_uuid}."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, kind: str, uuid: str) -> None:
-        self._write(req, resp)
-
+    async def on_post(self, req: Request, resp: Response, kind: str, uuid: str) -> None:
+        await self._write(req, resp)
 
 
 class Nodes(Authenticated):
     """Membership: GET /nodes, GET /nodes/{key_id}; POST /nodes, /nodes/{key_id}, /nodes/{key_id}/revoke."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._read(req)
-        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(self.ledger.members()))
+    async def on_get(self, req: Request, resp: Response) -> None:
+        await self._read(req)
+        members = await self.offload.run(self.ledger.members)
+        _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(members))
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
-        self._read(req)
+    async def on_get_item(self, req: Request, resp: Response, key_id: str) -> None:
+        await self._read(req)
         _json(resp, falcon.HTTP_200, self.ledger.member(key_id))
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
-        self._write(req, resp)
+    async def on_post(self, req: Request, resp: Response, **_: str) -> None:
+        await self._write(req, resp)
 
     on_post_item = on_post
     on_post_revoke = on_post

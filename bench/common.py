@@ -18,7 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 from ledger.entry import SignedRequest  # noqa: E402
 
-THREADS = 64
+THREADS = 64  # the bare gthread app's request threads (the old server's setting)
+#: gunicorn settings both bare apps share with `orchestrator serve` (orchestrator/server.py).
+GUNICORN = ["--workers", "1", "--keep-alive", "5", "--backlog", "2048", "--no-control-socket"]
 
 
 def new_uuid() -> str:
@@ -113,19 +115,24 @@ def spawn(args: list[str], port: int, *, module: bool = True) -> Server:
 
 
 def ledger_server(data_dir: Path) -> Server:
+    """`orchestrator serve` with its default settings (one uvicorn worker, a read pool of 4)."""
     port = free_port()
     bind = f"127.0.0.1:{port}"
-    return spawn(
-        ["orchestrator", "serve", "--data-dir", str(data_dir), "--bind", bind, "--threads", str(THREADS)], port
-    )
+    return spawn(["orchestrator", "serve", "--data-dir", str(data_dir), "--bind", bind], port)
 
 
 def bare_server() -> Server:
-    """A bare Falcon app under the same gunicorn settings (one worker, gthread, same threads)."""
+    """A bare Falcon (WSGI) app under gunicorn's gthread worker: one worker, 64 threads (yesterday's stack)."""
     port = free_port()
-    settings = ["--workers", "1", "--worker-class", "gthread", "--threads", str(THREADS), "--keep-alive", "5"]
-    settings += ["--backlog", "2048", "--no-control-socket", "--bind", f"127.0.0.1:{port}"]
+    settings = [*GUNICORN, "--worker-class", "gthread", "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}"]
     return spawn(["gunicorn", *settings, "--chdir", str(ROOT / "bench"), "bare_app:app"], port)
+
+
+def bare_asgi_server() -> Server:
+    """A bare Falcon ASGI app under gunicorn with uvicorn-worker (uvloop, httptools): one worker, as we serve."""
+    port = free_port()
+    settings = [*GUNICORN, "--worker-class", "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{port}"]
+    return spawn(["gunicorn", *settings, "--chdir", str(ROOT / "bench"), "bare_asgi_app:app"], port)
 
 
 @dataclass

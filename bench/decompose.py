@@ -1,6 +1,7 @@
 """Where a durable write's server time goes: the worker's CPU time and context switches per write
 at 32 clients, for the bare app and for the ledger server with parts of the write path switched
-off (bench/variant_server.py). Each row's ceiling is the bare app measured in the same run.
+off (bench/variant_server.py). Each row's ceiling is the bare ASGI app (the same gunicorn and
+uvicorn-worker stack) measured in the same run.
 
     python bench/decompose.py [--requests N]
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import http_bench  # noqa: E402
-from common import Row, bare_server, free_port, init, new_uuid, print_table, spawn  # noqa: E402
+from common import Row, bare_asgi_server, free_port, init, new_uuid, print_table, spawn  # noqa: E402
 
 CLIENTS = 32
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000, help="writes per server (default 3000)")
     args = parser.parse_args()
-    bare = bare_server()
+    bare = bare_asgi_server()
     rows: list[Row] = []
     try:
         baseline = None

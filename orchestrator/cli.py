@@ -25,8 +25,8 @@ from orchestrator.settings import Settings, SettingsError
 
 INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
-    "data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "max_uplets_per_write",
-    "public_url",
+    "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
+    "log_level", "signature_window", "max_uplets_per_write", "public_url",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call

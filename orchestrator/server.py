@@ -1,4 +1,4 @@
-"""Running the Falcon app under gunicorn: one worker process, many threads, one writer."""
+"""Running the Falcon ASGI app under gunicorn: one worker process (uvicorn's, one event loop), one writer."""
 
 import os
 import sys
@@ -15,8 +15,9 @@ from ledger.config import LedgerConfig
 from ledger.errors import LedgerError
 from ledger.service import Ledger
 from orchestrator import logs
+from orchestrator.protocol import HttpLimits
 from orchestrator.settings import Settings
-from orchestrator.worker import JsonErrorWorker
+from orchestrator.worker import worker_class
 
 SWITCH_INTERVAL = 0.0005  # seconds; see Server.load
 
@@ -39,8 +40,8 @@ class Server(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Runs in the worker process: it alone opens the data dir.
-        # Request threads and the writer share one GIL: the default 5 ms switch interval
-        # lets busy request threads hold the writer off for whole fsync periods (a convoy
+        # The event loop, the read pool and the writer share one GIL: with the default 5 ms
+        # switch interval a busy loop holds the writer off for whole fsync periods (a convoy
         # measured at ~15 ms per commit group). A short interval keeps groups flowing.
         sys.setswitchinterval(SWITCH_INTERVAL)
         logs.configure(self.settings.log_level)
@@ -49,11 +50,21 @@ class Server(BaseApplication):  # type: ignore[misc]
             self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group)
         except LedgerError as e:  # gunicorn prints just the message of this one and stops
             raise AppImportError(f"orchestrator: error: {e.message}") from e
-        return create_app(self.ledger, ApiConfig(body_limit=self.settings.body_limit), metrics)
+        return create_app(self.ledger, api_config(self.settings), metrics)
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.ledger is not None:
-            self.ledger.close()
+            self.ledger.close()  # commits whatever writes are still queued
+
+
+def api_config(settings: Settings) -> ApiConfig:
+    return ApiConfig(
+        body_limit=settings.body_limit, read_threads=settings.threads, max_queued_writes=settings.max_queued_writes
+    )
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout)
 
 
 def run(settings: Settings, open_ledger: OpenLedger = Ledger.open) -> None:
@@ -61,12 +72,12 @@ def run(settings: Settings, open_ledger: OpenLedger = Ledger.open) -> None:
     options = {
         "bind": settings.bind,
         "workers": 1,  # LevelDB allows one process per data dir
-        "worker_class": JsonErrorWorker,  # gthread, with JSON bodies for unparseable requests
-        "threads": settings.threads,
+        "worker_class": worker_class(http_limits(settings)),  # uvicorn's, with JSON bodies for unparseable requests
         "timeout": 120,
         "graceful_timeout": 30,
         "keepalive": 5,
         "backlog": 2048,
+        "forwarded_allow_ips": "",  # no proxy is trusted: forwarded headers change nothing
         "control_socket_disable": True,  # nothing is written outside the data dir
     }
     Server(settings, options, open_ledger).run()

@@ -78,8 +78,19 @@ def _setting(
 class Settings:
     data_dir: Path = _setting(Path("data"), _path, "DIR", "ledger data directory")
     bind: str = _setting("127.0.0.1:8000", _text, "HOST:PORT", "address the server listens on")
-    threads: int = _setting(64, _positive, "N", "request threads of the single worker process")
+    threads: int = _setting(
+        4, _positive, "N", "threads of the worker's small pool for blocking reads: lists, entry pages, proofs"
+    )
     body_limit: int = _setting(1024 * 1024, _positive, "BYTES", "largest accepted request body; a larger one gets 413")
+    max_queued_writes: int = _setting(
+        4096, _positive, "N", "most writes waiting for their commit; past it a write gets 503 with Retry-After"
+    )
+    header_timeout: int = _setting(
+        10, _positive, "SECONDS", "time for a request's head to arrive; a slower client gets 408 and is dropped"
+    )
+    body_timeout: int = _setting(
+        30, _positive, "SECONDS", "time for a request's body to arrive; a slower client gets 408 and is dropped"
+    )
     max_group: int = _setting(512, _positive, "N", "most transactions committed per fsync")
     log_level: str = _setting("info", _level, "LEVEL", "level of the JSON log lines: " + ", ".join(LOG_LEVELS))
     signature_window: int = _setting(

@@ -72,6 +72,8 @@ class Server:
     data_dir: Path
     port: int
     process: subprocess.Popen | None = None
+    #: Further `orchestrator serve` flags (settings under test).
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -84,7 +86,7 @@ class Server:
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "serve", "--data-dir", str(self.data_dir),
-             "--bind", f"127.0.0.1:{self.port}", "--threads", "64"],
+             "--bind", f"127.0.0.1:{self.port}", "--threads", "64", *self.args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 30

@@ -15,8 +15,8 @@ from orchestrator import settings
 from orchestrator.settings import Settings, SettingsError
 
 SERVE = (
-    "data_dir", "bind", "threads", "body_limit", "max_group", "log_level", "signature_window", "max_uplets_per_write",
-    "public_url",
+    "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
+    "log_level", "signature_window", "max_uplets_per_write", "public_url",
 )
 
 
@@ -51,7 +51,7 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
     assert (loaded.threads, loaded.bind, loaded.log_level, loaded.body_limit) == (4, "0.0.0.0:9000", "warning", 1 << 20)
     assert loaded.data_dir == Path("elsewhere") and loaded.overridden == {"threads", "bind", "log_level", "data_dir"}
     # Only the settings a command takes are read from the environment.
-    assert settings.load(("data_dir",), None, env).threads == 64
+    assert settings.load(("data_dir",), None, env).threads == 4
 
 
 @pytest.mark.parametrize(
