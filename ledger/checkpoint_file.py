@@ -92,7 +92,12 @@ def note_size(note: str) -> int:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file, fsync it, rename it over path, fsync the directory."""
+    """Write a temporary file, fsync it, rename it over path.
+
+    The directory is not synced: after a crash the rename may be lost and the file hold the
+    previous checkpoint (or none, for a new ledger), which the log, never shorter, still
+    satisfies. Syncing it cost most of the file's price per commit (measured: 5.2 ms against
+    1.1 ms per commit without the file; 1.3 ms of the file's 6 ms without the directory sync)."""
     temporary = path.with_name(path.name + ".tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -104,11 +109,6 @@ def write_atomically(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror}") from e
 
