@@ -7,16 +7,13 @@ opened with a checkpoint file (:mod:`ledger.checkpoint_file`) also copies each c
 right after that batch, and never prepares or commits a tree smaller than the one the file signs.
 """
 
-import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ledger import merkle
-from ledger.errors import IntegrityError, StorageError
+from ledger.errors import IntegrityError
 from ledger.layout import CHECKPOINT_KEY, ENTRY_PREFIX, SIZE_KEY, entry_key, from_n8, n8
 from ledger.store import Store, Writes
-
-logger = logging.getLogger("orchestrator.ledger")
 
 if TYPE_CHECKING:
     from ledger.checkpoint_file import CheckpointFile
@@ -79,21 +76,14 @@ class Log:
     def commit(self, writes: Writes, checkpoint: str | None = None) -> None:
         """Durably write a prepared batch (one fsync), with the checkpoint that signs it; then
         replace the checkpoint file with it (raises IntegrityError first if it signs a smaller
-        tree than the file; a file that cannot be written is logged, not raised: the batch is
-        durable by then)."""
+        tree than the file; a file that cannot be written is logged, see CheckpointFile.follow)."""
         if checkpoint is not None:
             if self.checkpoint_file is not None:
                 self.checkpoint_file.check(checkpoint)
             writes = {**writes, CHECKPOINT_KEY: checkpoint.encode()}
         self.store.write(writes, sync=True)  # the durability point: from here the batch is kept
         if checkpoint is not None and self.checkpoint_file is not None:
-            try:
-                self.checkpoint_file.store(checkpoint)
-            except StorageError as e:
-                # Too late to refuse the batch: it is durable, and its writes are acknowledged.
-                # The file keeps an older checkpoint, which this longer log still satisfies,
-                # until a later commit replaces it.
-                logger.warning("checkpoint file not replaced (it keeps an older checkpoint): %s", e.message)
+            self.checkpoint_file.follow(checkpoint)
 
     def append(self, first_seq: int, raws: list[bytes]) -> None:
         """Durably append entries first_seq.. without a checkpoint."""
