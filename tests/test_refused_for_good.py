@@ -25,6 +25,14 @@ def _size(server: Server) -> int:
     return int(server.head()["size"])
 
 
+def _refused_again(server: Server, client: Client, request: requests.PreparedRequest, status: int) -> None:
+    """The same signed bytes, sent again now that the state would allow them: refused as before."""
+    size = _size(server)
+    again = _send(client, request)
+    assert again.status_code == status, again.text
+    assert _size(server) == size
+
+
 def _problem_body(problem: str) -> dict[str, Any]:
     return {"uuid": problem, "workflow": str(uuid.uuid4()), "test_dataset": [], "size_train_dataset": 1}
 
@@ -58,10 +66,7 @@ def test_a_write_refused_for_a_missing_role_stays_refused_once_the_role_is_grant
     early = _signed(member, "POST", "/problem", _problem_body(str(uuid.uuid4())))
     assert _send(member, early).status_code == 403
     assert admin.post(f"/nodes/{key_id}", {"roles": ["admin", "viewer"]}).status_code == 200
-    size = _size(server)
-    again = _send(member, early)
-    assert again.status_code == 403, again.text
-    assert _size(server) == size
+    _refused_again(server, member, early, 403)
 
 
 def test_a_write_signed_before_its_key_was_registered_never_lands(server: Server) -> None:
@@ -73,10 +78,7 @@ def test_a_write_signed_before_its_key_was_registered_never_lands(server: Server
     assert _send(member, early).status_code == 401
     assert admin.post("/nodes", {"key_id": key_id, "public_key": keys.public_b64(private),
                                  "roles": ["admin"]}).status_code == 201
-    size = _size(server)
-    again = _send(member, early)
-    assert again.status_code == 401, again.text
-    assert _size(server) == size
+    _refused_again(server, member, early, 401)
 
 
 def test_a_signed_read_cannot_be_replayed_after_a_restart(fresh_server: Server) -> None:
