@@ -13,13 +13,14 @@ that cannot be reached, a data dir in use).
 import argparse
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import LedgerError, StorageError
 from orchestrator import settings as config
-from orchestrator import version
+from orchestrator import stopping, version
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
@@ -81,6 +82,9 @@ def check_bind(address: str) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # Ctrl-C and SIGTERM are recorded until gunicorn handles them, and acted on between steps: a
+    # step is never cut in half, nor a signal lost inside one (orchestrator/stopping.py).
+    stopping.defer()
     s = _settings(args)
     check_bind(s.bind)  # before anything is created: a server that cannot listen leaves no ledger behind
 
@@ -88,13 +92,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ledger.store import check_unlocked
     from orchestrator import server  # gunicorn only for this command
 
+    stopping.check()
     ledger_config = s.ledger_config()
     if not ledger_config.log_dir.exists():
         written = init(ledger_config)
         print(f"no ledger in {s.data_dir}: created one; admin key written to {written[1]}", flush=True)
+        stopping.check()
     check_unlocked(ledger_config.log_dir)  # fail clearly if another process holds it; never open LevelDB before fork
     server.check_ledger(ledger_config)  # a damaged or shortened log...: one line, nothing served
-    server.run(s)
+    stopping.check()
+    server.run(s)  # gunicorn's master checks once more when its own handlers are in place
     return 0
 
 
@@ -374,10 +381,13 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
+        if args.func is not _cmd_serve:
+            stopping.restore()  # Ctrl-C stops them where they are
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print("orchestrator: interrupted", file=sys.stderr)
-        return 130  # the shell's code for a SIGINT
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, stopping.Interrupted) else signal.SIGINT
+        print("orchestrator: interrupted" if signum == signal.SIGINT else "orchestrator: terminated", file=sys.stderr)
+        return 128 + signum  # the shell's code for death by that signal: 130 for SIGINT, 143 for SIGTERM
     except SettingsError as e:
         print(f"orchestrator: error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from api.metrics import Metrics
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError
 from ledger.service import Ledger
-from orchestrator import logs
+from orchestrator import logs, stopping
 from orchestrator.protocol import HttpLimits
 from orchestrator.settings import Settings
 from orchestrator.worker import worker_class
@@ -37,6 +37,8 @@ class Server(BaseApplication):  # type: ignore[misc]
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("worker_exit", self._worker_exit)
+        self.cfg.set("when_ready", _when_ready)
+        self.cfg.set("pre_fork", _pre_fork)
 
     def load(self) -> Any:
         # Runs in the worker process: it alone opens the data dir.
@@ -55,6 +57,17 @@ class Server(BaseApplication):  # type: ignore[misc]
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.ledger is not None:
             self.ledger.close()  # commits whatever writes are still queued
+
+
+def _when_ready(arbiter: Any) -> None:
+    # The master's own handlers are in place (they queue a signal for its loop): a stop signal
+    # recorded before them stops the command now, before any worker starts.
+    stopping.check()
+
+
+def _pre_fork(arbiter: Any, worker: Any) -> None:
+    # The worker starts with its stop signals blocked; they wait for uvicorn's handlers (worker.py).
+    stopping.block_for_fork()
 
 
 def api_config(settings: Settings) -> ApiConfig:
@@ -98,12 +111,13 @@ def check_ledger(config: LedgerConfig) -> None:
         code = 0
         try:
             os.close(reader)
+            stopping.interrupt_in_child()  # a long catch-up stops on Ctrl-C
             try:
                 Ledger.open(config).close()
             except LedgerError as e:
                 os.write(writer, e.message.encode())
                 code = 1
-        except KeyboardInterrupt:  # Ctrl-C reaches both processes: the parent reports it
+        except KeyboardInterrupt:  # the parent reports it (it recorded the signal, or passed it on)
             code = 130
         except BaseException:
             traceback.print_exc()
@@ -111,9 +125,11 @@ def check_ledger(config: LedgerConfig) -> None:
         finally:
             os._exit(code)
     os.close(writer)
-    with os.fdopen(reader, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
+    with stopping.forwarding(pid):  # a SIGTERM sent to this process alone stops the child too
+        with os.fdopen(reader, "rb") as pipe:
+            message = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+    stopping.check()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RefusedLedger(message or f"opening {config.data_dir} failed (see above)")
 
