@@ -1,4 +1,4 @@
-"""`orchestrator init | serve | replay | verify | audit | call | keys new`.
+"""`orchestrator init | serve | replay | verify | audit | call | keys new | vkey | witness init | serve`.
 
 Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
 :mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
@@ -254,6 +254,41 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- witness ------------------------------------------------------------------
+
+
+def _cmd_witness_init(args: argparse.Namespace) -> int:
+    from witness.server import init
+
+    print(init(args.dir, args.name))
+    return 0
+
+
+def _cmd_witness_serve(args: argparse.Namespace) -> int:
+    from witness.server import serve
+
+    check_bind(args.bind)
+    serve(args.dir, args.bind, args.log)
+    return 0
+
+
+def _cmd_vkey(args: argparse.Namespace) -> int:
+    from ledger import checkpoint, keys
+    from ledger.checkpoint_file import CheckpointFile, note_size
+
+    ledger_config = _settings(args).ledger_config()
+    try:
+        node = keys.load_private_key(ledger_config.node_key_file)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot read the node key {ledger_config.node_key_file}: {e}") from e
+    note = CheckpointFile(ledger_config.checkpoint_file).read()
+    if note is None:
+        raise CommandError(f"{ledger_config.data_dir} holds no checkpoint file; start the node once")
+    note_size(note)  # a checkpoint, or CheckpointError
+    print(checkpoint.vkey(note.split("\n", 1)[0], node.public_key()))
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------
 
 
@@ -351,6 +386,44 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     )
     _with_settings(p, CALL, base)
     p.set_defaults(func=_cmd_call)
+
+    p = commands.add_parser(
+        "vkey",
+        help="print the node's verifier key (the C2SP vkey witnesses and verify-receipt take)",
+        description="Print the ledger's C2SP verifier key, <origin>+<key id>+<base64 key>, from DATA_DIR/node.pem "
+        "and the origin of DATA_DIR/checkpoint (also while the node runs); GET /ledger/key serves the same.",
+    )
+    _with_settings(p, DATA, base)
+    p.set_defaults(func=_cmd_vkey)
+
+    witness = commands.add_parser("witness", help="a C2SP tlog-witness that cosigns ledger checkpoints")
+    witness_commands = witness.add_subparsers(dest="witness_command", required=True)
+    p = witness_commands.add_parser(
+        "init",
+        help="create a witness key and print its verifier key",
+        description="Create a witness in DIR (an Ed25519 key in DIR/witness.pem, mode 0600, and its name) and print "
+        "its C2SP verifier key (signature type 0x04, cosignature/v1): give it to the nodes (serve --witness "
+        "URL=VKEY) and to auditors (--witness VKEY).",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the witness directory (created if absent)")
+    p.add_argument("--name", required=True, help="the witness's name, e.g. witness.example.org/w1 (no spaces or '+')")
+    p.set_defaults(func=_cmd_witness_init)
+    p = witness_commands.add_parser(
+        "serve",
+        help="serve the C2SP add-checkpoint protocol for the given logs",
+        description="Serve POST /add-checkpoint (C2SP tlog-witness) for the logs whose verifier keys are given, "
+        "and GET /<sha256(origin) hex>/checkpoint. The latest cosigned checkpoint of each log is kept in "
+        "DIR/logs/; refused inconsistent checkpoints are kept as evidence in DIR/logs/<hash>/evidence/.",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the witness directory (from `witness init`)")
+    p.add_argument(
+        "--bind", default="127.0.0.1:8100", metavar="HOST:PORT", help="listen address (default: %(default)s)"
+    )
+    p.add_argument(
+        "--log", action="extend", nargs="+", required=True, metavar="VKEY_FILE",
+        help="a log's verifier key: a file holding it (`orchestrator vkey` prints it) or the key itself; repeatable",
+    )
+    p.set_defaults(func=_cmd_witness_serve)
 
     keys = commands.add_parser("keys", help="client key files")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
