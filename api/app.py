@@ -23,6 +23,8 @@ class ApiConfig:
     read_threads: int = 4
     #: Most writes waiting for their commit at once; past it a write gets 503 with Retry-After.
     max_queued_writes: int = 4096
+    #: Seconds a write asking for a receipt (?proof=1) waits for a cosigned checkpoint holding it.
+    receipt_wait: float = 5.0
 
 
 def _inline(handler: Callable[..., None]) -> Callable[..., Coroutine[Any, Any, None]]:
@@ -41,6 +43,7 @@ def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Met
     config = config or ApiConfig()
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(ledger)
+    metrics.watch_witnesses(ledger.witness_report)
     offload = Offload(config.read_threads)
     context = resources.Context(ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload)
     # Static routes (the /docs assets) before sinks: the catch-all 404 sink must not hide them.

@@ -37,6 +37,7 @@ from ledger.proposal import Committed, Ordered, Proposal
 from ledger.sequencer import LocalSequencer, Sequencer
 from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
+from ledger.witnessing import Witnessing
 
 log = logging.getLogger("orchestrator.ledger")
 
@@ -79,6 +80,8 @@ class Ledger:
         self._head_lock = threading.Lock()
         self._waiting: dict[bytes, Future[Committed]] = {}  # fingerprint -> the future of its proposal
         self._thread: threading.Thread | None = None
+        #: Collects witness cosignatures off the write path, once attached (:meth:`witness`).
+        self.witnessing: Witnessing | None = None
         self._ensure_checkpoint()
 
     @classmethod
@@ -127,11 +130,20 @@ class Ledger:
             self._thread.start()
         return self
 
+    def witness(self, witnessing: Witnessing) -> "Ledger":
+        """Attach and start the witnessing: each commit notifies it (an event, nothing more), and
+        :meth:`checkpoint` serves the newest checkpoint it has a quorum of cosignatures for."""
+        self.witnessing = witnessing
+        witnessing.start()
+        return self
+
     def close(self) -> None:
         """Stop taking writes, commit what was ordered, and close the stores."""
         self.sequencer.close()
         if self._thread is not None:
             self._thread.join()
+        if self.witnessing is not None:
+            self.witnessing.close()
         for future in list(self._waiting.values()):
             if not future.done():
                 future.set_exception(StorageError("the ledger shut down before this write was ordered"))
@@ -260,6 +272,8 @@ class Ledger:
             self.write_error = None
         with self._head_lock:
             self._head = batch.after
+        if batch.raws and self.witnessing is not None:
+            self.witnessing.notify()
         now_s = int(self.clock())
         for ordered, outcome in zip(group, batch.outcomes, strict=True):
             proposal = ordered.proposal
@@ -310,11 +324,24 @@ class Ledger:
         return query.member(self.state, key_id)
 
     def checkpoint(self) -> str:
-        """The latest signed checkpoint note."""
+        """The checkpoint note to show: with witnesses, the newest one a quorum of them cosigned
+        (with every cosignature collected for it), until there is one the latest signed one."""
+        if self.witnessing is not None:
+            served = self.witnessing.served()
+            if served is not None:
+                return served
+        return self.signed_checkpoint()
+
+    def signed_checkpoint(self) -> str:
+        """The latest checkpoint note the node signed (no cosignatures)."""
         note = self.log.checkpoint()
         if note is None:
             raise IntegrityError("the log holds no checkpoint")
         return note
+
+    def witness_report(self) -> dict[str, Any] | None:
+        """The witnesses' states, the quorum and the witnessed size; None without witnesses."""
+        return None if self.witnessing is None else self.witnessing.report()
 
     def vkey(self) -> str:
         return checkpoint.vkey(self.origin, self.node_key.public_key())

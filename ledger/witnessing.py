@@ -86,7 +86,7 @@ class WitnessStatus:
 
     def as_json(self) -> dict[str, object]:
         return {"name": self.name, "url": self.url, "state": self.state, "cosigned_size": self.cosigned_size,
-                "detail": self.detail}
+                "detail": self.detail, "failures": dict(self.failures)}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError, StorageError
 from orchestrator import settings as config
@@ -23,10 +23,14 @@ from orchestrator import version
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from ledger.cosignature import WitnessKey
+
 INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
     "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
-    "log_level", "signature_window", "max_uplets_per_write", "public_url",
+    "log_level", "signature_window", "max_uplets_per_write", "public_url", "witness", "witness_quorum",
+    "witness_timeout",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
@@ -83,6 +87,11 @@ def check_bind(address: str) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     s = _settings(args)
     check_bind(s.bind)  # before anything is created: a server that cannot listen leaves no ledger behind
+    witnesses = s.witnesses()
+    if witnesses and s.witness_quorum > len(witnesses):
+        raise CommandError(
+            f"--witness-quorum {s.witness_quorum} is more than the {len(witnesses)} witness(es) given with --witness"
+        )
 
     from ledger.genesis import init
     from ledger.store import check_unlocked
@@ -125,13 +134,44 @@ def _trusted(path: Path | None) -> str | None:
         raise StorageError(f"--trusted-checkpoint {path} is not UTF-8 text (byte {e.start})") from e
 
 
+def read_witness_keys(texts: list[str]) -> "list[WitnessKey]":
+    """Witness verifier keys (type 0x04): each a file holding one, or the vkey itself."""
+    from ledger import cosignature
+
+    found = []
+    for text in texts:
+        path = Path(text)
+        if path.is_file():
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                raise CommandError(f"cannot read --witness {path}: {e}") from e
+        try:
+            found.append(cosignature.parse_vkey(text))
+        except LedgerError as e:
+            raise CommandError(f"--witness: {e.message}") from e
+    return found
+
+
+def _witness_policy(args: argparse.Namespace) -> dict[str, Any]:
+    """verify()'s witnesses and quorum from --witness and --quorum (default: 1 with witnesses)."""
+    witnesses = read_witness_keys(args.witness)
+    quorum = args.quorum if args.quorum is not None else (1 if witnesses else 0)
+    if args.quorum is not None and args.quorum < 1:
+        raise CommandError(f"--quorum must be a positive number, not {args.quorum}")
+    if quorum > len(witnesses):
+        raise CommandError(f"--quorum {quorum} needs at least {quorum} --witness keys, {len(witnesses)} given")
+    return {"witnesses": witnesses, "quorum": quorum}
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from ledger.local import LocalSource
     from ledger.verify import verify
 
     trusted = _trusted(args.trusted_checkpoint)
+    policy = _witness_policy(args)
     with LocalSource(_settings(args).ledger_config()) as source:
-        report = verify(source, trusted=trusted, progress=ProgressBar("verify"))
+        report = verify(source, trusted=trusted, progress=ProgressBar("verify"), **policy)
     return _report(report, args.save_checkpoint)
 
 
@@ -143,9 +183,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     trusted = _trusted(args.trusted_checkpoint)
+    policy = _witness_policy(args)
     client = _signing_client(s)  # the node and the key as `call` finds them
     try:
-        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"))
+        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"), **policy)
     except requests.RequestException as e:
         raise StorageError(f"cannot reach {s.url}: {e}") from e
     return _report(report, args.save_checkpoint)
@@ -300,6 +341,19 @@ def _checkpoint_flags(p: argparse.ArgumentParser) -> None:
         help="a checkpoint saved earlier: also prove the ledger is consistent with it",
     )
     p.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
+    _witness_flags(p)
+
+
+def _witness_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--witness", action="append", default=[], metavar="VKEY",
+        help="a witness's cosignature/v1 verifier key (or a file holding it), repeatable: the checkpoint accepted "
+        "must carry --quorum valid cosignatures by these witnesses",
+    )
+    p.add_argument(
+        "--quorum", type=int, default=None, metavar="K",
+        help="valid cosignatures by distinct --witness keys the checkpoint needs (default: 1 with --witness)",
+    )
 
 
 def _with_settings(p: argparse.ArgumentParser, names: tuple[str, ...], base: Settings) -> None:

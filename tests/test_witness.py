@@ -5,18 +5,16 @@ witness's answers are checked with it too. Plus C2SP's published examples as vec
 """
 
 import base64
-import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import c2sp_spec as spec
 import pytest
 import requests
-from conftest import free_port
+from conftest import WitnessServer, free_port
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import cosignature, note, tlog_witness
@@ -266,43 +264,6 @@ def test_our_cosignatures_verify_with_the_spec_implementation() -> None:
 
 
 # -- over HTTP ----------------------------------------------------------------------------------
-
-
-class WitnessServer:
-    def __init__(self, directory: Path, vkey_files: list[Path]) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.vkey_files = vkey_files
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "WitnessServer":
-        log = open(self.directory.parent / f"witness-{self.port}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "witness", "serve", "--dir", str(self.directory),
-             "--bind", f"127.0.0.1:{self.port}", "--log", *map(str, self.vkey_files)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"witness exited with {self.process.returncode}; see {log.name}")
-            try:
-                if requests.get(self.url + "/", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("witness did not answer in 30 s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            self.process.wait(timeout=30)
-        self.process = None
 
 
 @pytest.fixture
