@@ -408,7 +408,8 @@ def _ledger_paths() -> dict[str, Schema]:
         },
         "/ledger/checkpoint": {
             "get": _signed(
-                "The latest C2SP signed checkpoint (origin, size, base64 root, state digest; a signed note)",
+                "The latest C2SP signed checkpoint (origin, size, base64 root, state digest; a signed note). With "
+                "witnesses: the newest one a quorum of them cosigned, with every cosignature line collected",
                 auditor,
                 {200: ("the signed note", text)},
                 tag="ledger",
@@ -527,8 +528,9 @@ def _open_paths() -> dict[str, Schema]:
                                     {200: ("the document", _json({"type": "object"}))}, [], "operations"),
         "/healthz": plain("Liveness: the process answers", {200: ("alive", status("ok"))}, [], "operations"),
         "/readyz": plain(
-            "Readiness: the last log write succeeded and state is caught up with the log",
-            {200: ("ready", status("ready"))},
+            "Readiness: the last log write succeeded and state is caught up with the log; with witnesses, their "
+            "states (a refusing or down witness never makes the node unready)",
+            {200: ("ready", _json(_object({"status": {"const": "ready"}, "witnessing": WITNESSING}, ["status"])))},
             [503],
             "operations",
         ),
@@ -539,6 +541,28 @@ def _open_paths() -> dict[str, Schema]:
             "operations",
         ),
     }
+
+
+WITNESS_STATE = _object(
+    {
+        "name": {"type": "string", "description": "the name in the witness's verifier key"},
+        "url": {"type": "string"},
+        "state": {"enum": ["pending", "ok", "refused", "down"],
+                  "description": "ok: it cosigned the last checkpoint sent to it"},
+        "cosigned_size": _nullable({"type": "integer", "minimum": 1}),
+        "detail": _nullable({"type": "string", "description": "why the last call got no cosignature"}),
+        "failures": {"type": "object", "additionalProperties": {"type": "integer"},
+                     "description": "calls without a cosignature so far, by state (down, refused)"},
+    }
+)
+WITNESSING = _object(
+    {
+        "quorum": {"type": "integer", "minimum": 1},
+        "witnessed_size": _nullable({"type": "integer", "minimum": 1,
+                                     "description": "the newest tree with a quorum of cosignatures"}),
+        "witnesses": {"type": "array", "items": WITNESS_STATE},
+    }
+)
 
 
 PATH_PARAMETERS: dict[str, tuple[Schema, str]] = {

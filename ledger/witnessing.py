@@ -211,10 +211,10 @@ class Witnessing:
             self._served, self._served_size = served, best
             ready = [(s, f) for s, f in self._waiters if s < best]
             self._waiters = [(s, f) for s, f in self._waiters if s >= best]
+        self._keep(served, best)
         for _, future in ready:
             if not future.done():
                 future.set_result(served)
-        self._keep(served, best)
 
     def _keep(self, served: str, size: int) -> None:
         if self.path is None:
