@@ -112,8 +112,10 @@ class Metrics:
 
 class WitnessCollector(Collector):
     """``orchestrator_witness_up{witness}`` (1 when it cosigned the last checkpoint sent),
-    ``orchestrator_witness_cosigned_size{witness}``, ``orchestrator_witness_failures_total{witness,
-    reason}`` (``down``, ``refused``) and ``orchestrator_witnessed_size``. The label is the witness's
+    ``orchestrator_witness_cosigned_size{witness}``, ``orchestrator_witness_cosignatures_total{witness}``,
+    ``orchestrator_witness_cpu_seconds_total{witness}``,
+    ``orchestrator_witness_failures_total{witness, reason}`` (``down``, ``refused``) and
+    ``orchestrator_witnessed_size``. The label is the witness's
     name from its configured vkey (a bounded set)."""
 
     def __init__(self, report: Callable[[], dict[str, Any] | None]) -> None:
@@ -132,17 +134,24 @@ class WitnessCollector(Collector):
                                  "Tree size of the latest checkpoint the witness cosigned", labels=["witness"])
         failures = CounterMetricFamily("orchestrator_witness_failures", "Witness calls that got no cosignature",
                                        labels=["witness", "reason"])
+        cosigned = CounterMetricFamily("orchestrator_witness_cosignatures", "Witness calls that got a cosignature",
+                                       labels=["witness"])
+        cpu = CounterMetricFamily("orchestrator_witness_cpu_seconds",
+                                  "CPU time of the witness's thread in its calls (proofs, requests, checks)",
+                                  labels=["witness"])
         for status in report["witnesses"]:
             up.add_metric([status["name"]], 1.0 if status["state"] == "ok" else 0.0)
             if status["cosigned_size"] is not None:
                 size.add_metric([status["name"]], float(status["cosigned_size"]))
+            cosigned.add_metric([status["name"]], float(status["cosignatures"]))
+            cpu.add_metric([status["name"]], float(status["cpu_seconds"]))
             for reason in ("down", "refused"):
                 failures.add_metric([status["name"], reason], float(status["failures"].get(reason, 0)))
         witnessed = GaugeMetricFamily("orchestrator_witnessed_size",
                                       "Tree size of the newest checkpoint with a quorum of cosignatures")
         if report["witnessed_size"] is not None:
             witnessed.add_metric([], float(report["witnessed_size"]))
-        yield from (up, size, failures, witnessed)
+        yield from (up, size, failures, cosigned, cpu, witnessed)
 
 
 class MetricsEndpoint:

@@ -553,6 +553,8 @@ WITNESS_STATE = _object(
         "detail": _nullable({"type": "string", "description": "why the last call got no cosignature"}),
         "failures": {"type": "object", "additionalProperties": {"type": "integer"},
                      "description": "calls without a cosignature so far, by state (down, refused)"},
+        "cosignatures": {"type": "integer", "description": "calls that got a valid cosignature so far"},
+        "cpu_seconds": {"type": "number", "description": "CPU time this witness's calls took the node so far"},
     }
 )
 WITNESSING = _object(

@@ -83,10 +83,15 @@ class WitnessStatus:
     cosigned_size: int | None = None
     detail: str | None = None
     failures: dict[str, int] = field(default_factory=dict)
+    #: Calls that got a valid cosignature.
+    cosignatures: int = 0
+    #: CPU seconds this witness's thread spent in its calls (proofs, requests, checks).
+    cpu_seconds: float = 0.0
 
     def as_json(self) -> dict[str, object]:
         return {"name": self.name, "url": self.url, "state": self.state, "cosigned_size": self.cosigned_size,
-                "detail": self.detail, "failures": dict(self.failures)}
+                "detail": self.detail, "failures": dict(self.failures), "cosignatures": self.cosignatures,
+                "cpu_seconds": round(self.cpu_seconds, 6)}
 
 
 @dataclass(frozen=True)
@@ -291,7 +296,9 @@ class Witnessing:
                             break
                     self._changed.wait(None if retry_at is None else retry_at - now)
                 target = self._target
+            started = time.thread_time()
             ok = self._ask(witness, target)
+            self.status[witness.key.name].cpu_seconds += time.thread_time() - started
             sent = target
             delay = 0.0 if ok else min(self.retry_max, max(0.5, delay * 2))
             if not ok:
@@ -341,6 +348,7 @@ class Witnessing:
             return self._failed(status, "refused", "answered 200 without a cosignature by its key")
         self._held[name] = target.size
         status.state, status.cosigned_size, status.detail = "ok", target.size, None
+        status.cosignatures += 1
         self._record(target, name, ours[-1])
         return True
 
