@@ -45,7 +45,9 @@ def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Met
     metrics.watch(ledger)
     metrics.watch_witnesses(ledger.witness_report)
     offload = Offload(config.read_threads)
-    context = resources.Context(ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload)
+    context = resources.Context(
+        ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload, config.receipt_wait
+    )
     # Static routes (the /docs assets) before sinks: the catch-all 404 sink must not hide them.
     app: AsgiApp = falcon.asgi.App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
     app.req_options.strip_url_path_trailing_slash = True
@@ -67,6 +69,7 @@ def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Met
     app.add_route("/nodes/{key_id}", nodes, suffix="item")
     app.add_route("/nodes/{key_id}/revoke", nodes, suffix="revoke")
     app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(context), suffix="item")
+    app.add_route("/ledger/receipts/{seq}", ledger_routes.Receipt(context))
     # Unauthenticated operations endpoints: probes and Prometheus metrics (see README).
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(ledger))

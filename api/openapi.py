@@ -151,7 +151,16 @@ REQUESTS: dict[str, Schema] = {route.request: _request_body(route) for route in 
 # -- responses -------------------------------------------------------------------
 
 RECEIPT = _object(
-    {"seq": {"type": "integer", "minimum": 1}, "hash": HEX64},
+    {
+        "seq": {"type": "integer", "minimum": 1},
+        "hash": HEX64,
+        "proof": {
+            "type": "string",
+            "description": "with ?proof=1 or `Prefer: return=proof`: the C2SP tlog-proof@v1 receipt (the entry's "
+            "bytes, its index, the inclusion proof and the checkpoint, cosigned when witnesses answered in time)",
+        },
+    },
+    ["seq", "hash"],
     description="where the write sits in the log: its sequence number and RFC 9162 leaf hash (hex)",
 )
 NODE = _object(
@@ -359,8 +368,21 @@ def _collection_paths() -> dict[str, Schema]:
     return paths
 
 
+PROOF_PARAMETERS: list[Schema] = [
+    _query_param(
+        "proof", {"enum": ["1", "0", "true", "false"]},
+        "1 (or true): the receipt also carries `proof`, a C2SP tlog-proof@v1 that needs no further call",
+    ),
+    {
+        "name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "`return=proof` asks for the same as ?proof=1 (answered with `Preference-Applied`)",
+    },
+]
+
+
 def _write(summary: str, role: str, status: int, body: str, result: str, tag: str, **kwargs: Any) -> Schema:
     text = "created" if status == 201 else "updated"
+    kwargs["parameters"] = [*(kwargs.get("parameters") or []), *PROOF_PARAMETERS]
     return _signed(summary, role, {status: (text, _json(_ref(result)))}, write=True, body=body, tag=tag, **kwargs)
 
 
@@ -440,6 +462,17 @@ def _ledger_paths() -> dict[str, Schema]:
                 "One log entry; `raw` is base64 of the stored bytes",
                 auditor,
                 {200: ("the entry", _json(ENTRY_VIEW))},
+                not_found=True,
+                parameters=[_path_param("seq", {"type": "string"}, "sequence number")],
+                tag="ledger",
+            )
+        },
+        "/ledger/receipts/{seq}": {
+            "get": _signed(
+                "Entry seq's C2SP tlog-proof@v1 receipt under the checkpoint served (save it as `<seq>.tlog-proof`; "
+                "`orchestrator verify-receipt` checks it offline)",
+                auditor,
+                {200: ("the receipt", text)},
                 not_found=True,
                 parameters=[_path_param("seq", {"type": "string"}, "sequence number")],
                 tag="ledger",

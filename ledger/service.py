@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, routes
+from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, receipt, routes
 from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
@@ -367,6 +367,24 @@ class Ledger:
             "root": _b64(tree.root(tree_size)),
             "proof": [_b64(p) for p in proof],
         }
+
+    def receipt(self, seq: int, note: str | None = None) -> str:
+        """The C2SP tlog-proof@v1 receipt of entry seq (ledger/receipt.py) under the given checkpoint
+        note, by default the one :meth:`checkpoint` serves, or the latest signed one when that does
+        not hold the entry yet. Raises IntegrityError if seq is not in the log."""
+        if note is None:
+            note = self.checkpoint()
+            if checkpoint_file.note_size(note) <= seq:
+                note = self.signed_checkpoint()
+        size = checkpoint_file.note_size(note)
+        if not 0 <= seq < size:
+            raise IntegrityError(f"entry {seq} is not in the tree of {size} entries")
+        proof = self.log.tree().inclusion(seq, size)
+        return receipt.TlogProof(self.log.raw(seq), seq, tuple(proof), note).encode()
+
+    def cosigned_after(self, seq: int) -> "Future[str] | None":
+        """A future of the first witnessed checkpoint note holding entry seq; None without witnesses."""
+        return None if self.witnessing is None else self.witnessing.covering(seq)
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         """RFC 9162 consistency proof between the trees of first and second entries (base64)."""

@@ -218,7 +218,7 @@ class Witnessing:
             self._waiters = [(s, f) for s, f in self._waiters if s >= best]
         self._keep(served, best)
         for _, future in ready:
-            if not future.done():
+            if future.set_running_or_notify_cancel():  # False: the waiter gave up (it was cancelled)
                 future.set_result(served)
 
     def _keep(self, served: str, size: int) -> None:

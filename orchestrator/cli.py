@@ -1,4 +1,4 @@
-"""`orchestrator init | serve | replay | verify | audit | call | keys new | vkey | witness init | serve`.
+"""`orchestrator init | serve | replay | verify | audit | verify-receipt | call | keys new | vkey | witness ...`.
 
 Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
 :mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
@@ -295,6 +295,50 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- receipts -----------------------------------------------------------------
+
+
+def _read_text(path: Path, flag: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {flag} {path}: {e}") from e
+
+
+def _cmd_verify_receipt(args: argparse.Namespace) -> int:
+    from ledger import checkpoint, receipt
+    from ledger.entry import decode
+
+    vkey_text = _read_text(Path(args.vkey), "--vkey") if Path(args.vkey).is_file() else args.vkey
+    try:
+        node = checkpoint.parse_vkey(vkey_text)
+    except LedgerError as e:
+        raise CommandError(f"--vkey: {e.message}") from e
+    policy = _witness_policy(args)
+    genesis = None
+    if args.genesis is not None:
+        data = args.genesis.read_bytes() if args.genesis.is_file() else b""
+        try:
+            if data.startswith(receipt.HEADER.encode()):
+                genesis = receipt.verify(data.decode(), node).entry  # a receipt of entry 0, checked too
+            else:
+                genesis = decode(data)
+        except receipt.ReceiptError as e:
+            print(f"FAILED at genesis {e.part}: {e.reason}", file=sys.stderr)
+            return 1
+        except LedgerError as e:
+            raise CommandError(f"--genesis {args.genesis}: not a receipt of entry 0 nor its bytes: {e.message}") from e
+    try:
+        verified = receipt.verify(
+            _read_text(args.file, "FILE"), node, signer_key=args.public_key, genesis=genesis, **policy
+        )
+    except receipt.ReceiptError as e:
+        print(f"FAILED at {e.part}: {e.reason}", file=sys.stderr)
+        return 1
+    print(verified.summary())
+    return 0
+
+
 # -- witness ------------------------------------------------------------------
 
 
@@ -449,6 +493,25 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     )
     _with_settings(p, DATA, base)
     p.set_defaults(func=_cmd_vkey)
+
+    p = commands.add_parser(
+        "verify-receipt",
+        help="check a receipt (C2SP tlog-proof) offline",
+        description="Check a receipt (a C2SP tlog-proof@v1: a write's ?proof=1 answer, or GET /ledger/receipts/SEQ "
+        "saved as SEQ.tlog-proof) offline: the checkpoint's signature by the node key, --quorum cosignatures by "
+        "--witness keys, the inclusion proof of the entry's bytes, and the entry's own RFC 9421 signature "
+        "against the key it names (--public-key, or as the genesis registered it). Exit 0 with a summary, 1 "
+        "with FAILED at <part>: <reason>.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="the receipt")
+    p.add_argument("--vkey", required=True, metavar="NODE_VKEY",
+                   help="the ledger's verifier key (`orchestrator vkey`, GET /ledger/key) or a file holding it")
+    _witness_flags(p)
+    p.add_argument("--public-key", default=None, metavar="BASE64",
+                   help="the base64 Ed25519 public key of the entry's signer (its membership record's public_key)")
+    p.add_argument("--genesis", type=Path, default=None, metavar="FILE",
+                   help="entry 0, to find the signer's key in: its receipt (0.tlog-proof, checked too) or its bytes")
+    p.set_defaults(func=_cmd_verify_receipt)
 
     witness = commands.add_parser("witness", help="a C2SP tlog-witness that cosigns ledger checkpoints")
     witness_commands = witness.add_subparsers(dest="witness_command", required=True)

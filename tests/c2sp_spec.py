@@ -196,3 +196,20 @@ def parse_tlog_proof(text: str) -> TlogProof:
         raise SpecError("no index line")
     index = int(rest[0][6:])
     return TlogProof(extra, index, [base64.b64decode(p, validate=True) for p in rest[1:]], checkpoint)
+
+
+def root_from_inclusion(index: int, size: int, leaf_hash: bytes, path: list[bytes]) -> bytes:
+    """The root PATH(index, D[size]) (listed bottom-up) leads to, descending the RFC 9162 split."""
+    if not 0 <= index < size:
+        raise SpecError("index outside the tree")
+    if size == 1:
+        if path:
+            raise SpecError("inclusion proof too long")
+        return leaf_hash
+    if not path:
+        raise SpecError("inclusion proof too short")
+    k = _k(size)
+    *below, top = path
+    if index < k:
+        return interior(root_from_inclusion(index, k, leaf_hash, below), top)
+    return interior(top, root_from_inclusion(index - k, size - k, leaf_hash, below))

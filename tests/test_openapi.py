@@ -179,8 +179,12 @@ def test_a_platform_cycle_meets_the_contract(checked: ValidatingServer) -> None:
         ("/ledger/entries/1", {}),
         ("/ledger/proofs/inclusion", {"seq": "1", "tree_size": str(size)}),
         ("/ledger/proofs/consistency", {"first": "1", "second": str(size)}),
+        ("/ledger/receipts/1", {}),
     ):
         assert auditor.get(path, **params).status_code == 200, path
+    body = {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+    answer = admin.post("/problem?proof=1", body)
+    assert answer.status_code == 201 and answer.json()["receipt"]["proof"].startswith("c2sp.org/tlog-proof@v1\n")
 
     member = f"contract-{new_uuid()[:8]}"
     public = keys.public_b64(keys.new_private_key())

@@ -103,6 +103,21 @@ def test_checkpoints_get_cosigned_and_are_served_with_their_cosignatures(setup) 
                              "--witness", vkeys[0], "--witness", vkeys[1], "--quorum", "2", check=False)
         assert audit.returncode == 0, audit.stderr
         assert "cosigned by witness.test/w1, witness.test/w2" in audit.stdout
+        # A write asking for a proof waits (up to --witness-timeout) for a cosigned checkpoint holding it.
+        body = {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+        answer = server.client("admin").post("/problem?proof=1", body)
+        assert answer.status_code == 201, answer.text
+        proof = spec.parse_tlog_proof(answer.json()["receipt"]["proof"])
+        assert set(spec_cosigners(proof.checkpoint, vkeys)) == {"witness.test/w1", "witness.test/w2"}
+        receipt = data.parent / "receipt.tlog-proof"
+        receipt.write_text(answer.json()["receipt"]["proof"])
+        checked = orchestrator("verify-receipt", str(receipt), "--vkey", node_vkey, "--witness", vkeys[0],
+                               "--witness", vkeys[1], "--quorum", "2", "--public-key",
+                               server.client("auditor").get("/nodes/admin").json()["public_key"], check=False)
+        assert checked.returncode == 0, checked.stderr
+        assert "cosigned by witness.test/w1, witness.test/w2" in checked.stdout
+        size = server.head()["size"]
+        wait_for(lambda: ready(server)["witnessing"]["witnessed_size"] == size, "the last write cosigned")
     finally:
         server.stop()
     # Offline: the data dir keeps the witnessed checkpoint.
