@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon.asgi
 
-from api import errors, health, index, ledger_routes, openapi, resources
+from api import errors, health, index, ledger_routes, openapi, resources, tiles
 from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
@@ -25,6 +25,8 @@ class ApiConfig:
     max_queued_writes: int = 4096
     #: Seconds a write asking for a receipt (?proof=1) waits for a cosigned checkpoint holding it.
     receipt_wait: float = 5.0
+    #: Serve /checkpoint and /tile/... (tlog-tiles) without a signature: a log its members publish.
+    public_log: bool = False
 
 
 def _inline(handler: Callable[..., None]) -> Callable[..., Coroutine[Any, Any, None]]:
@@ -70,6 +72,8 @@ def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Met
     app.add_route("/nodes/{key_id}/revoke", nodes, suffix="revoke")
     app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(context), suffix="item")
     app.add_route("/ledger/receipts/{seq}", ledger_routes.Receipt(context))
+    app.add_route("/checkpoint", tiles.Checkpoint(context, config.public_log))
+    app.add_route("/tile/{path:path}", tiles.Tile(context, config.public_log))
     # Unauthenticated operations endpoints: probes and Prometheus metrics (see README).
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(ledger))

@@ -9,6 +9,7 @@ from ledger.entry import SignedRequest
 from ledger.httpsig import Signer
 from ledger.proposal import Committed
 from ledger.query import Page
+from ledger.tiles import TilePath
 
 
 class LedgerDoor(Protocol):
@@ -41,6 +42,8 @@ class LedgerDoor(Protocol):
     def receipt(self, seq: int, note: str | None = None) -> str: ...
 
     def cosigned_after(self, seq: int) -> "Future[str] | None": ...
+
+    def tile(self, tile: TilePath) -> bytes: ...
 
     def vkey(self) -> str: ...
 

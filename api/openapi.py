@@ -386,6 +386,39 @@ def _write(summary: str, role: str, status: int, body: str, result: str, tag: st
     return _signed(summary, role, {status: (text, _json(_ref(result)))}, write=True, body=body, tag=tag, **kwargs)
 
 
+def _tile_paths() -> dict[str, Schema]:
+    """tlog-tiles at the prefix /: the checkpoint, hash tiles and entry bundles.
+
+    An index of 1000 or more takes several path segments (``x001/x234/067``), which OpenAPI path
+    templates cannot express: the templates below show the one-segment form."""
+    octets: Schema = {"application/octet-stream": {}}  # OpenAPI 3.1: raw bytes need no schema
+    unsigned = " Unsigned when the node serves a public log (`public_log`)."
+    index = _path_param("index", {"type": "string", "pattern": "^[0-9]{3}$"},
+                        "the tile index: 3 digits (larger ones are x-prefixed groups: x001/x234/067)")
+    width = _path_param("width", {"type": "string", "pattern": "^[1-9][0-9]{0,2}$"}, "a partial tile's width, 1-255")
+    level = _path_param("level", {"type": "string", "pattern": "^(0|[1-9][0-9]?)$"}, "the tile level, 0-63")
+    paths: dict[str, Schema] = {
+        "/checkpoint": {
+            "get": _signed("The checkpoint /ledger/checkpoint serves, at the tlog-tiles prefix." + unsigned, "auditor",
+                           {200: ("the signed note", {"text/plain": {"schema": {"type": "string"}}})}, tag="tiles")
+        }
+    }
+    for path, what, parameters in (
+        ("/tile/{level}/{index}", "A full hash tile: 256 hashes of 32 bytes", [level, index]),
+        ("/tile/{level}/{index}.p/{width}", "A partial hash tile: its first `width` hashes", [level, index, width]),
+        ("/tile/entries/{index}", "A full entry bundle: 256 entries, each a big-endian uint16 length and its bytes",
+         [index]),
+        ("/tile/entries/{index}.p/{width}", "A partial entry bundle: its first `width` entries", [index, width]),
+    ):
+        paths[path] = {
+            "get": _signed(
+                what + " (C2SP tlog-tiles; immutable, cached for a year; 404 beyond the tree)." + unsigned,
+                "auditor", {200: ("the tile", octets)}, not_found=True, parameters=parameters, tag="tiles",
+            )
+        }
+    return paths
+
+
 def _uplet_uuid(kind: str) -> Schema:
     return _path_param("uuid", {"type": "string"}, f"the {kind}'s uuid")
 
@@ -478,6 +511,7 @@ def _ledger_paths() -> dict[str, Schema]:
                 tag="ledger",
             )
         },
+        **_tile_paths(),
         "/ledger/proofs/inclusion": {
             "get": _signed(
                 "RFC 9162 inclusion proof of entry seq in the tree of tree_size entries",
@@ -671,6 +705,7 @@ def _build() -> Schema:
             {"name": "writes", "description": "the seed's write endpoints"},
             {"name": "collections", "description": "the seed's read endpoints"},
             {"name": "ledger", "description": "the log, its checkpoints and RFC 9162 proofs"},
+            {"name": "tiles", "description": "the log as C2SP tlog-tiles: checkpoint, hash tiles, entry bundles"},
             {"name": "membership", "description": "keys and their roles"},
             {"name": "operations", "description": "unauthenticated: documentation, probes and metrics"},
         ],

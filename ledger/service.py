@@ -23,13 +23,21 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, receipt, routes
+from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, receipt, routes, tiles
 from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
 from ledger.config import LedgerConfig
 from ledger.entry import SignedRequest
-from ledger.errors import AuthError, IntegrityError, InternalError, LedgerError, StorageError, UnsupportedMediaError
+from ledger.errors import (
+    AuthError,
+    IntegrityError,
+    InternalError,
+    LedgerError,
+    NotFoundError,
+    StorageError,
+    UnsupportedMediaError,
+)
 from ledger.layout import nonce_key
 from ledger.log import Log
 from ledger.nonces import NonceCache, refusable, replay
@@ -381,6 +389,17 @@ class Ledger:
             raise IntegrityError(f"entry {seq} is not in the tree of {size} entries")
         proof = self.log.tree().inclusion(seq, size)
         return receipt.TlogProof(self.log.raw(seq), seq, tuple(proof), note).encode()
+
+    def tile(self, tile: tiles.TilePath) -> bytes:
+        """A hash tile or entry bundle of the current tree (ledger/tiles.py); raises NotFoundError
+        when the tree does not hold all of it, EntryTooLargeError for a bundle that cannot be encoded."""
+        size = self._current().size
+        if tile.level is not None:
+            return tiles.hash_tile(self.log.tree(), tile, size)
+        if not tiles.covered(tile, size):
+            raise NotFoundError(f"no entry bundle {tile.format()} in a tree of {size} entries")
+        start = tile.index * tiles.WIDTH
+        return tiles.entry_bundle([raw for _, raw in self.log.raws(start, start + tile.width)])
 
     def cosigned_after(self, seq: int) -> "Future[str] | None":
         """A future of the first witnessed checkpoint note holding entry seq; None without witnesses."""

@@ -30,7 +30,7 @@ INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
     "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
     "log_level", "signature_window", "max_uplets_per_write", "public_url", "witness", "witness_quorum",
-    "witness_timeout",
+    "witness_timeout", "public_log",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call

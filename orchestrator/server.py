@@ -67,7 +67,7 @@ class Server(BaseApplication):  # type: ignore[misc]
 def api_config(settings: Settings) -> ApiConfig:
     return ApiConfig(
         body_limit=settings.body_limit, read_threads=settings.threads, max_queued_writes=settings.max_queued_writes,
-        receipt_wait=settings.witness_timeout,
+        receipt_wait=settings.witness_timeout, public_log=settings.public_log,
     )
 
 

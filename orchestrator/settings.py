@@ -70,6 +70,15 @@ def _urls(text: str) -> str:
     return ",".join(urls)
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
 def _witnesses(text: str) -> str:
     """Comma-separated URL=VKEY (empty: none), each a witness's URL and cosignature/v1 vkey."""
     from ledger.witnessing import WitnessConfig
@@ -132,6 +141,10 @@ class Settings:
     )
     witness_timeout: int = _setting(
         5, _positive, "SECONDS", "time a witness has to answer; also the longest a ?proof=1 write waits for one"
+    )
+    public_log: bool = _setting(
+        False, _flag, "BOOL",
+        "serve the checkpoint, tiles and entry bundles (GET /checkpoint, /tile/...) without a signature",
     )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(

@@ -213,3 +213,32 @@ def root_from_inclusion(index: int, size: int, leaf_hash: bytes, path: list[byte
     if index < k:
         return interior(root_from_inclusion(index, k, leaf_hash, below), top)
     return interior(top, root_from_inclusion(index - k, size - k, leaf_hash, below))
+
+
+# --- tlog-tiles -------------------------------------------------------------------------------
+
+
+def tile_index(n: int) -> str:
+    """<N> as zero-padded 3-digit path elements, all but the last prefixed with x."""
+    digits = str(n)
+    digits = "0" * (-len(digits) % 3) + digits
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
+    return "/".join(["x" + g for g in groups[:-1]] + [groups[-1]])
+
+
+def tile_hashes(leaves: list[bytes], level: int, n: int, width: int = 256) -> bytes:
+    """The n-th tile at level l: MTH(D[(n*256 + i) * 256**l : (n*256 + i + 1) * 256**l]), i < width."""
+    span = 256**level
+    return b"".join(mth(leaves[(n * 256 + i) * span : (n * 256 + i + 1) * span]) for i in range(width))
+
+
+def split_bundle(data: bytes) -> list[bytes]:
+    """An entry bundle: big-endian uint16 length-prefixed entries."""
+    entries, at = [], 0
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 2], "big")
+        entries.append(data[at + 2 : at + 2 + length])
+        at += 2 + length
+    if at != len(data):
+        raise SpecError("a truncated bundle")
+    return entries
