@@ -24,6 +24,3 @@ class Offload:
         """``fn(*args, **kwargs)`` on a pool thread; its result or its exception."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -25,7 +25,18 @@ State (derived from the log by the state machine; replay rebuilds it):
     c/<coll>                             -> n8, the next position
     i/<coll>/<field>/<len4><value><n8>   -> uuid, one per indexed value of the field
 
-The domain rules keep further ``m/`` records of their own (:mod:`ledger.uplets`).
+The domain rules' own records (:mod:`ledger.uplets`, :mod:`ledger.membership`):
+
+    m/admins                             -> n8, members holding admin that are not revoked
+    m/pubkey/<base64 public key>         -> the key id that holds it
+    m/ptrain/<problem>/<n8>              -> train data uuid, in registration order
+    m/ptrainc/<problem>                  -> n8, their count
+    m/palgo/<problem>/<n8>               -> algo uuid, in registration order
+    m/palgoc/<problem>                   -> n8, their count
+    m/rank/<algo>/<n8 rank>              -> learnuplet uuid of that rank
+    m/algo/<algo>                        -> {"next_rank": n, "best": {"perf", "model"} | null}
+    m/pbest/<problem>                    -> {"perf", "model"}: best done learnuplet of the problem
+    m/claim/<uplet>                      -> key id that claimed the uplet
 """
 
 
@@ -107,3 +118,44 @@ def index_field_prefix(coll: str, field: str) -> bytes:
 def index_prefix(coll: str, field: str, form: str) -> bytes:
     encoded = form.encode()
     return index_field_prefix(coll, field) + len(encoded).to_bytes(4, "big") + encoded
+
+
+# -- state: the domain rules' records -------------------------------------------------------------
+
+ADMINS_KEY = b"m/admins"
+
+
+def pubkey_key(public_b64: str) -> bytes:
+    return b"m/pubkey/" + public_b64.encode()
+
+
+def train_prefix(problem: str) -> bytes:
+    return b"m/ptrain/%s/" % problem.encode()
+
+
+def train_count_key(problem: str) -> bytes:
+    return b"m/ptrainc/" + problem.encode()
+
+
+def algos_prefix(problem: str) -> bytes:
+    return b"m/palgo/%s/" % problem.encode()
+
+
+def algos_count_key(problem: str) -> bytes:
+    return b"m/palgoc/" + problem.encode()
+
+
+def rank_key(algo: str, rank: int) -> bytes:
+    return b"m/rank/%s/%s" % (algo.encode(), n8(rank))
+
+
+def algo_meta_key(algo: str) -> bytes:
+    return b"m/algo/" + algo.encode()
+
+
+def problem_best_key(problem: str) -> bytes:
+    return b"m/pbest/" + problem.encode()
+
+
+def claim_key(uplet: str) -> bytes:
+    return b"m/claim/" + uplet.encode()

@@ -76,14 +76,14 @@ class Log:
     def commit(self, writes: Writes, checkpoint: str | None = None) -> None:
         """Durably write a prepared batch (one fsync), with the checkpoint that signs it; then
         replace the checkpoint file with it (raises IntegrityError first if it signs a smaller
-        tree than the file, StorageError if the file cannot be written)."""
+        tree than the file; a file that cannot be written is logged, see CheckpointFile.follow)."""
         if checkpoint is not None:
             if self.checkpoint_file is not None:
                 self.checkpoint_file.check(checkpoint)
             writes = {**writes, CHECKPOINT_KEY: checkpoint.encode()}
-        self.store.write(writes, sync=True)
+        self.store.write(writes, sync=True)  # the durability point: from here the batch is kept
         if checkpoint is not None and self.checkpoint_file is not None:
-            self.checkpoint_file.store(checkpoint)
+            self.checkpoint_file.follow(checkpoint)
 
     def append(self, first_seq: int, raws: list[bytes]) -> None:
         """Durably append entries first_seq.. without a checkpoint."""

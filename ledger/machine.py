@@ -93,15 +93,15 @@ def _preddone(ctx: Context, args: list[str]) -> dict[str, Any]:
 
 
 def _node_add(ctx: Context, args: list[str]) -> dict[str, Any]:
-    return membership.add(ctx.txn, ctx.body)
+    return membership.add(ctx.txn, ctx.clean())
 
 
 def _node_roles(ctx: Context, args: list[str]) -> dict[str, Any]:
-    return membership.set_roles(ctx.txn, args[0], ctx.body)
+    return membership.set_roles(ctx.txn, args[0], ctx.clean)
 
 
 def _node_revoke(ctx: Context, args: list[str]) -> dict[str, Any]:
-    return membership.revoke(ctx.txn, args[0], ctx.entry.key_id, ctx.body)
+    return membership.revoke(ctx.txn, args[0], ctx.entry.key_id, ctx.clean)
 
 
 def _path_uuid(kind: str, value: str) -> str:

@@ -18,21 +18,15 @@ nor be revoked. A public key belongs to one key id for the life of the ledger.
 
 import base64
 import re
+from collections.abc import Callable
 from typing import Any
 
-from ledger import schema
 from ledger.documents import Txn
 from ledger.errors import ConflictError, NotFoundError, ValidationError
-from ledger.layout import member_key, n8
+from ledger.layout import ADMINS_KEY, member_key, n8, pubkey_key
 
 ROLES = ("admin", "analytics", "viewer", "compute", "auditor")
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-ADMINS_KEY = b"m/admins"
-
-
-def public_key_key(public_b64: str) -> bytes:
-    """State key naming the key id that holds a public key (its canonical base64)."""
-    return b"m/pubkey/" + public_b64.encode()
 
 
 def _add_admins(txn: Txn, delta: int) -> None:
@@ -44,7 +38,7 @@ def put_genesis_member(txn: Txn, record: dict[str, Any]) -> None:
     member_roles = sorted(record["roles"])
     stored = {"public_key": record["public_key"], "roles": member_roles, "revoked": False}
     txn.put_json(member_key(record["key_id"]), stored)
-    index = public_key_key(record["public_key"])
+    index = pubkey_key(record["public_key"])
     if txn.get(index) is None:
         txn.put(index, record["key_id"].encode())
     if "admin" in member_roles:
@@ -101,11 +95,11 @@ def _refuse_last_admin(txn: Txn, name: str, action: str) -> None:
         )
 
 
-def add(txn: Txn, body: Any) -> dict[str, Any]:
-    clean = schema.fields(body, {"key_id": key_id, "public_key": public_key, "roles": roles})
+def add(txn: Txn, clean: dict[str, Any]) -> dict[str, Any]:
+    """Register a key; `clean` is the body as the route checked it (key_id, public_key, roles)."""
     if txn.get(member_key(clean["key_id"])) is not None:
         raise ConflictError(f"node {clean['key_id']!r} already exists")
-    index = public_key_key(clean["public_key"])
+    index = pubkey_key(clean["public_key"])
     holder = txn.get(index)
     if holder is not None:
         raise ConflictError(
@@ -120,9 +114,10 @@ def add(txn: Txn, body: Any) -> dict[str, Any]:
     return {"new_node": view(clean["key_id"], record)}
 
 
-def set_roles(txn: Txn, name: str, body: Any) -> dict[str, Any]:
+def set_roles(txn: Txn, name: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Replace a key's roles; `body()` checks the body (asked once the key is found)."""
     record = _existing(txn, name)
-    clean = schema.fields(body, {"roles": roles})
+    clean = body()
     was_admin, is_admin = "admin" in record["roles"], "admin" in clean["roles"]
     if was_admin and not is_admin:
         _refuse_last_admin(txn, name, "lose the admin role")
@@ -133,9 +128,10 @@ def set_roles(txn: Txn, name: str, body: Any) -> dict[str, Any]:
     return {"updated_node": view(name, record)}
 
 
-def revoke(txn: Txn, name: str, requester: str, body: Any) -> dict[str, Any]:
+def revoke(txn: Txn, name: str, requester: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Revoke a key, for good; `body()` checks the (empty) body once the key is found."""
     record = _existing(txn, name)
-    schema.fields(body, {})
+    body()
     admin = "admin" in record["roles"]
     if admin:
         _refuse_last_admin(txn, name, "be revoked")

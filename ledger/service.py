@@ -217,8 +217,6 @@ class Ledger:
         self._check(request, signer, record, role)
         return signer
 
-    authenticate_read = read
-
     def write(self, request: SignedRequest, media_type: str = "application/json") -> "Future[Committed]":
         """Authenticate a write and hand it to the sequencer; the future resolves once it is
         durable (or refused). An exact resend of a write in flight shares its future.
@@ -305,8 +303,7 @@ class Ledger:
 
     def head(self) -> tuple[int, bytes]:
         """Log size and the state digest after it, as one consistent pair."""
-        with self._head_lock:
-            head = self._head
+        head = self._current()
         return head.size, head.digest
 
     def _current(self) -> Head:

@@ -4,14 +4,9 @@ Pure functions over a :class:`~ledger.documents.Txn`. Ids come from
 :class:`Ids` (derived from the entry hash), times from the entry: nothing
 here reads a clock, randomness or the environment.
 
-Auxiliary state kept beside the documents (all under ``m/``):
-
-    m/ptrain/<problem>/<n8>   -> train data uuid, in registration order;  m/ptrainc/<problem> -> count
-    m/palgo/<problem>/<n8>    -> algo uuid, in registration order;        m/palgoc/<problem>  -> count
-    m/rank/<algo>/<n8>        -> learnuplet uuid of that rank
-    m/algo/<algo>             -> {"next_rank": n, "best": {"perf", "model"} | null}
-    m/pbest/<problem>         -> {"perf", "model"}: best done learnuplet of the problem
-    m/claim/<uplet>           -> key id that claimed the uplet
+Auxiliary state is kept beside the documents under ``m/`` (named in :mod:`ledger.layout`):
+each problem's train data and algos in registration order, each algo's learnuplet per rank and
+its best result, each problem's best model, and who claimed each uplet.
 
 One write creates at most the ledger's ``max_uplets_per_write`` uplets (from the
 genesis, in ``m/config``); the count is taken before any document is built.
@@ -24,8 +19,26 @@ from typing import Any
 from ledger import schema
 from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE
 from ledger.documents import Txn
-from ledger.errors import ConflictError, ForbiddenError, NotFoundError, UnknownReferenceError, ValidationError
-from ledger.layout import n8
+from ledger.errors import (
+    ConflictError,
+    ForbiddenError,
+    InternalError,
+    NotFoundError,
+    UnknownReferenceError,
+    ValidationError,
+)
+from ledger.layout import (
+    CONFIG_KEY,
+    algo_meta_key,
+    algos_count_key,
+    algos_prefix,
+    claim_key,
+    n8,
+    problem_best_key,
+    rank_key,
+    train_count_key,
+    train_prefix,
+)
 
 _NAMESPACE = uuidlib.UUID("6f1d3c1e-5b8a-4c8e-9d2a-0b7e4f6a9c31")
 
@@ -66,7 +79,8 @@ def _read_list(txn: Txn, list_key: bytes, count_key: bytes) -> list[str]:
     result = []
     for i in range(txn.counter(count_key)):
         raw = txn.get(list_key + n8(i))
-        assert raw is not None
+        if raw is None:
+            raise InternalError(f"list {list_key!r} lacks its item {i}")
         result.append(raw.decode())
     return result
 
@@ -81,7 +95,7 @@ def _batch_count(items: int, size: int) -> int:
 
 def _check_uplet_count(txn: Txn, count: int) -> None:
     """Refuse a write that would create more uplets than the ledger allows (ValidationError)."""
-    config: dict[str, Any] | None = txn.get_json(b"m/config")
+    config: dict[str, Any] | None = txn.get_json(CONFIG_KEY)
     limit = int((config or {}).get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE))
     if count > limit:
         raise ValidationError(
@@ -98,12 +112,12 @@ def _problem(txn: Txn, uuid: str, field: str) -> dict[str, Any]:
 
 
 def _algo_meta(txn: Txn, algo: str) -> dict[str, Any]:
-    meta: dict[str, Any] | None = txn.get_json(b"m/algo/" + algo.encode())
+    meta: dict[str, Any] | None = txn.get_json(algo_meta_key(algo))
     return meta if meta is not None else {"next_rank": 0, "best": None}
 
 
 def _rank_doc(txn: Txn, algo: str, rank: int) -> dict[str, Any] | None:
-    raw = txn.get(b"m/rank/%s/%s" % (algo.encode(), n8(rank)))
+    raw = txn.get(rank_key(algo, rank))
     return None if raw is None else txn.doc("learnuplet", raw.decode())
 
 
@@ -117,7 +131,7 @@ def _create_learnuplets(txn: Txn, ids: Ids, now: int, problem: dict[str, Any], a
     meta = _algo_meta(txn, algo)
     batches = _batches(train, problem["size_train_dataset"])
     if not batches:
-        txn.put_json(b"m/algo/" + algo.encode(), meta)
+        txn.put_json(algo_meta_key(algo), meta)
         return 0
     first_rank = meta["next_rank"]
     previous = _rank_doc(txn, algo, first_rank - 1) if first_rank > 0 else None
@@ -144,9 +158,9 @@ def _create_learnuplets(txn: Txn, ids: Ids, now: int, problem: dict[str, Any], a
             "timestamp_done": None,
         }
         txn.insert_doc("learnuplet", doc)
-        txn.put(b"m/rank/%s/%s" % (algo.encode(), n8(rank)), doc["uuid"].encode())
+        txn.put(rank_key(algo, rank), doc["uuid"].encode())
     meta["next_rank"] = first_rank + len(batches)
-    txn.put_json(b"m/algo/" + algo.encode(), meta)
+    txn.put_json(algo_meta_key(algo), meta)
     return len(batches)
 
 
@@ -168,12 +182,12 @@ def new_algo(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, An
     problem = _problem(txn, body["problem"], "problem")
     if txn.doc("algo", body["uuid"]) is not None:
         raise ConflictError(f"algo {body['uuid']} already exists")
-    pid = problem["uuid"].encode()
-    _check_uplet_count(txn, _batch_count(txn.counter(b"m/ptrainc/" + pid), problem["size_train_dataset"]))
+    pid = problem["uuid"]
+    _check_uplet_count(txn, _batch_count(txn.counter(train_count_key(pid)), problem["size_train_dataset"]))
     doc = {"uuid": body["uuid"], "name": body["name"], "problem": body["problem"], "timestamp_upload": now}
     txn.insert_doc("algo", doc)
-    _append(txn, b"m/palgo/%s/" % pid, b"m/palgoc/" + pid, doc["uuid"])
-    train = _read_list(txn, b"m/ptrain/%s/" % pid, b"m/ptrainc/" + pid)
+    _append(txn, algos_prefix(pid), algos_count_key(pid), doc["uuid"])
+    train = _read_list(txn, train_prefix(pid), train_count_key(pid))
     created = _create_learnuplets(txn, ids, now, problem, doc["uuid"], train)
     return {"new_algo": doc, "new_learnuplets": created}
 
@@ -189,7 +203,7 @@ def new_data(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, An
         test = set(problem["test_dataset"])
         train = [uuid for uuid in body["uuid"] if uuid not in test]
         trains.append(train)
-        algos = txn.counter(b"m/palgoc/" + problem["uuid"].encode())
+        algos = txn.counter(algos_count_key(problem["uuid"]))
         count += algos * _batch_count(len(train), problem["size_train_dataset"])
     _check_uplet_count(txn, count)
     docs = []
@@ -199,17 +213,17 @@ def new_data(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, An
         docs.append(doc)
     created = 0
     for problem, train in zip(problems, trains, strict=True):
-        pid = problem["uuid"].encode()
+        pid = problem["uuid"]
         for uuid in train:
-            _append(txn, b"m/ptrain/%s/" % pid, b"m/ptrainc/" + pid, uuid)
-        for algo in _read_list(txn, b"m/palgo/%s/" % pid, b"m/palgoc/" + pid):
+            _append(txn, train_prefix(pid), train_count_key(pid), uuid)
+        for algo in _read_list(txn, algos_prefix(pid), algos_count_key(pid)):
             created += _create_learnuplets(txn, ids, now, problem, algo, train)
     return {"new_datas": docs, "new_learnuplets": created}
 
 
 def new_prediction(txn: Txn, ids: Ids, now: int, body: dict[str, Any]) -> dict[str, Any]:
     problem = _problem(txn, body["problem"], "problem")
-    best = txn.get_json(b"m/pbest/" + problem["uuid"].encode())
+    best = txn.get_json(problem_best_key(problem["uuid"]))
     if best is None:
         raise ConflictError(f"problem {problem['uuid']} has no trained model yet (no learnuplet is done)")
     _check_uplet_count(txn, len(body["data"]))
@@ -243,7 +257,7 @@ def set_worker(txn: Txn, kind: str, uuid: str, key_id: str, body: dict[str, Any]
         raise ConflictError(f"{kind} {uuid} is {doc['status']}, not todo: it cannot be claimed")
     new = {**doc, "worker": body["worker"], "status": "pending"}
     txn.update_doc(kind, doc, new)
-    txn.put(b"m/claim/" + uuid.encode(), key_id.encode())
+    txn.put(claim_key(uuid), key_id.encode())
     return {f"{kind}_worker_set": uuid}
 
 
@@ -251,7 +265,7 @@ def _claimed(txn: Txn, kind: str, uuid: str, key_id: str) -> dict[str, Any]:
     doc = _uplet(txn, kind, uuid)
     if doc["status"] != "pending":
         raise ConflictError(f"{kind} {uuid} is {doc['status']}, not pending: results cannot be reported")
-    claimer = txn.get(b"m/claim/" + uuid.encode())
+    claimer = txn.get(claim_key(uuid))
     if claimer is None or claimer.decode() != key_id:
         raise ForbiddenError(f"{kind} {uuid} was claimed by another key; only its claimer may report on it")
     return doc
@@ -276,8 +290,8 @@ def learn_done(txn: Txn, now: int, uuid: str, key_id: str, body: dict[str, Any])
     if new["status"] == "done":
         if _better(new["perf"], meta["best"]):
             meta["best"] = {"perf": new["perf"], "model": new["model_end"]}
-            txn.put_json(b"m/algo/" + algo.encode(), meta)
-        pkey = b"m/pbest/" + doc["problem"].encode()
+            txn.put_json(algo_meta_key(algo), meta)
+        pkey = problem_best_key(doc["problem"])
         if _better(new["perf"], txn.get_json(pkey)):
             txn.put_json(pkey, {"perf": new["perf"], "model": new["model_end"]})
     following = _rank_doc(txn, algo, doc["rank"] + 1)

@@ -133,12 +133,49 @@ def verify(
 ) -> Report:
     """Verify everything the source holds; raise VerificationError at the first failure.
 
-    `processes` sets the signature-checking worker processes (0: two threads instead);
-    by default ledgers of 4096 entries or more get one per CPU but one. With a `quorum`, the
-    witnessed checkpoint (the source's, else its checkpoint) must carry that many valid
-    cosignatures by distinct `witnesses`, and be a tree of the ledger verified.
+    In four steps: the entries (replayed, signatures checked), the tree, the checkpoint (and
+    any trusted, kept or witnessed one), the state. `processes` sets the signature-checking
+    worker processes (0: two threads instead); by default ledgers of 4096 entries or more get
+    one per CPU but one. With a `quorum`, the witnessed checkpoint (the source's, else its
+    checkpoint) must carry that many valid cosignatures by distinct `witnesses`, and be a tree
+    of the ledger verified.
     """
     started = time.monotonic()
+    note, size, log_size = _claimed(source)
+    replayed = _check_entries(source, size, progress, processes)
+    tree, root = _check_tree(source, replayed, note, log_size)
+    _check_checkpoint(note, replayed.origin, replayed.node_public, root, replayed.head.digest, size)
+    if trusted is not None:
+        _check_trusted(source, trusted, replayed.origin, replayed.node_public, tree, size, root)
+    kept = source.kept_checkpoint()
+    if kept is not None:
+        _check_trusted(source, kept, replayed.origin, replayed.node_public, tree, size, root, part="checkpoint file")
+    witnessed = ""
+    if quorum:
+        witnessed = _check_witnessed(
+            source, note, witnesses, quorum, replayed.origin, replayed.node_public, tree, size, root
+        )
+    state_note = _check_source_state(source, replayed)
+    digest = replayed.head.digest
+    return Report(
+        size, len(replayed.signers), size, root, digest, time.monotonic() - started, note, state_note, witnessed
+    )
+
+
+@dataclass
+class _Replayed:
+    """What replaying the entries established: the state, the head, the leaves, who signed."""
+
+    view: "_Replay"
+    head: Head
+    leaves: list[bytes]
+    signers: set[str]
+    origin: str
+    node_public: Ed25519PublicKey
+
+
+def _claimed(source: Source) -> tuple[str, int, int]:
+    """The source's checkpoint note, the size it claims, and the log's size; they must fit."""
     note = source.checkpoint()
     try:
         claimed = checkpoint.parse_body(note.partition("\n\n")[0] + "\n")
@@ -154,6 +191,12 @@ def verify(
         raise VerificationError(
             log_size, f"log is truncated: the checkpoint covers {size} entries, the log holds {log_size}"
         )
+    return note, size, log_size
+
+
+def _check_entries(source: Source, size: int, progress: Progress | None, processes: int | None) -> _Replayed:
+    """Step 1: every entry in order: encoding, sequence and time, signature (beside, in workers),
+    then the state machine's verdict through apply_batch, as the live node applied it."""
     view = _Replay()
     head = Head()
     leaves: list[bytes] = []
@@ -200,36 +243,36 @@ def verify(
         checks.close()
     if len(leaves) != size or node_public is None:
         raise VerificationError(len(leaves), f"entry {len(leaves)} is missing from the log")
-    digest = head.digest
+    return _Replayed(view, head, leaves, signers, origin, node_public)
+
+
+def _check_tree(source: Source, replayed: _Replayed, note: str, log_size: int) -> tuple[merkle.Tree, bytes]:
+    """Step 2: the Merkle tree rebuilt from the leaves, against every node the source stored."""
+    leaves = replayed.leaves
     nodes = merkle.integrate(0, leaves, lambda key: None)
     tree = merkle.Tree(nodes.get)
-    root = tree.root(size)
-    if _signed_root(note, origin, node_public) != root:
+    root = tree.root(len(leaves))
+    if _signed_root(note, replayed.origin, replayed.node_public) != root:
         mismatch = _first_mismatch(source, leaves)
         if mismatch is not None:
             raise _altered(mismatch)  # else the entries are as signed and the stored tree node is wrong
     stored = source.stored_nodes()
     if stored is not None:
         _check_nodes(stored, nodes, log_size)
-    _check_checkpoint(note, origin, node_public, root, digest, size)
-    if trusted is not None:
-        _check_trusted(source, trusted, origin, node_public, tree, size, root)
-    kept = source.kept_checkpoint()
-    if kept is not None:
-        _check_trusted(source, kept, origin, node_public, tree, size, root, part="checkpoint file")
-    witnessed = ""
-    if quorum:
-        witnessed = _check_witnessed(source, note, witnesses, quorum, origin, node_public, tree, size, root)
-    state_note = ""
+    return tree, root
+
+
+def _check_source_state(source: Source, replayed: _Replayed) -> str:
+    """Step 4: the source's materialized state against the replay (a note when it lags)."""
     state = source.state()
-    if state is not None:
-        try:
-            state_note = _check_state(state, view, digest, size, leaves[0])
-        except VerificationError:
-            raise
-        except (IntegrityError, StorageError) as e:  # the state LevelDB is damaged or unreadable
-            raise VerificationError("state", e.message) from e
-    return Report(size, len(signers), size, root, digest, time.monotonic() - started, note, state_note, witnessed)
+    if state is None:
+        return ""
+    try:
+        return _check_state(state, replayed.view, replayed.head.digest, replayed.head.size, replayed.leaves[0])
+    except VerificationError:
+        raise
+    except (IntegrityError, StorageError) as e:  # the state LevelDB is damaged or unreadable
+        raise VerificationError("state", e.message) from e
 
 
 class _SignatureChecks:

@@ -49,6 +49,10 @@ CHUNK_ERRORS = {
 }
 
 
+#: Seconds a refused connection is still read (and what comes dropped) after the answer: see _linger.
+LINGER_S = 2.0
+
+
 @dataclass(frozen=True)
 class HttpLimits:
     #: Seconds for a request's head (request line and header fields), from its first byte.
@@ -110,7 +114,8 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # between a message's first byte (or the connection's start) and its head's end
-        self._head_bytes = 0
+        self._head_begun = False  # a byte of the current request's head has come
+        self._head_bytes = 0  # bytes of an unfinished head read after the one it began in
         self._fields = 0
         self._field_bytes = 0
         self._seen: set[bytes] = set()
@@ -155,10 +160,13 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(refusal.status, refusal.description)
             return
         if self._in_head:
-            self._head_bytes += len(data)
+            # Which part of the read the head began in is unknown (an earlier request's body may
+            # precede it), so the count starts with the next read; its complete fields are counted
+            # in on_header. The head held is bounded by max_head plus one read.
+            self._head_bytes = 0 if self._head_bytes < 0 else self._head_bytes + len(data)
             if self._head_bytes > self.limits.max_head:
                 self._refuse(431, f"malformed HTTP request: request head over {self.limits.max_head} bytes")
-            elif self._head_timer is None and self._head_bytes:
+            elif self._head_timer is None and self._head_begun:
                 self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
         elif self._body_timer is None and self.cycle is not None and self.cycle.more_body:
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
@@ -168,7 +176,8 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._head_begun = True
+        self._head_bytes = -1  # this read is not counted: see data_received
         self._fields = 0
         self._field_bytes = 0
         self._seen.clear()
@@ -205,7 +214,7 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
         previous = self.cycle
         super().on_headers_complete()
-        self._in_head = False
+        self._in_head = self._head_begun = False
         if previous is None or previous.response_complete:  # the new request runs now: start the app
             self.cycle.message_event.set()
 
@@ -221,7 +230,7 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing() or not self._in_head:
             return
-        if self._head_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
+        if not self._head_begun and (self.cycle is None or self.cycle.response_complete):
             self.transport.close()  # never sent a byte: idle, like an expired keep-alive connection
             return
         self._refuse(408, f"the request head did not arrive within {self.limits.header_timeout:g} s")
@@ -256,7 +265,20 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         if answerable:
             self.logger.info("refused a request: %s %s", status, description)
             self.transport.write(error_response(status, description, self.server_state.default_headers))
-        self.transport.close()
+            self._linger()
+        else:
+            self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after the answer without losing it: a close with unread bytes in the socket sends a
+        reset, which can make the client drop the answer before reading it. So end the sending side,
+        read and drop what still comes for up to LINGER_S seconds (or until the client closes), then close."""
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self._head_timer = self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def protocol_class(limits: HttpLimits) -> type[JsonHttpToolsProtocol]:

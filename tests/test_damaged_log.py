@@ -230,3 +230,20 @@ def test_the_node_never_signs_a_smaller_tree_than_its_checkpoint_file(tmp_path: 
         log.commit({}, smaller)
     assert log.checkpoint() == note and file.path.read_text() == note
     log.prepare(3, [b"three"])  # growing is fine
+
+
+def test_a_checkpoint_file_that_cannot_be_written_does_not_fail_the_commit(tmp_path: Path) -> None:
+    """After the synced log batch the entries are kept whatever happens to the file (a full disk):
+    the commit succeeds, the file lags behind (safe: it claims less than the log holds), and the
+    guard still knows the size signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    file = CheckpointFile(tmp_path / "no such directory" / "checkpoint")
+    log = Log(MemoryStore(), file)
+    log.append(0, [b"genesis", b"one"])
+    note = checkpoint.sign(checkpoint.Checkpoint("o", 2, log.tree().root(2), bytes(32)), key)
+    log.commit({}, note)
+    assert log.checkpoint() == note and not file.path.exists()
+    with pytest.raises(IntegrityError, match="already signed one for 2"):
+        log.prepare(0, [b"other"])

@@ -7,6 +7,7 @@ that goes away never loses a write handed to the ledger, and its resend gets the
 """
 
 import json
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -137,6 +138,22 @@ def test_over_large_request_heads_get_a_json_431(server: Server, fields: list[tu
     raw = raw_exchange(server, request_bytes("GET", "/ledger/head", [("Host", "x"), *fields]))
     assert_json_error(raw, status, "malformed HTTP request", fragment)
     assert server.head() == before
+
+
+def test_a_header_field_that_never_ends_gets_431_once_the_head_passes_64k(server: Server) -> None:
+    """An unterminated field is not parsed yet, so the bytes read are counted: the server does not buffer it all."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ledger/head HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        while sent < 4 * 1024 * 1024 and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(b"a" * 16384)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 16384
+        raw = _read_response(sock, time.monotonic())
+    assert_json_error(raw, 431, "malformed HTTP request", "request head over 65536 bytes")
+    assert sent < 4 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
