@@ -6,7 +6,7 @@ Layout of the witness directory::
     name                              the witness's name (one line)
     lock                              held (flock) by the one serving process
     logs/<sha256(origin) hex>/checkpoint   the latest cosigned note: the log's signature(s) and ours
-    logs/<sha256(origin) hex>/evidence/<n>-held.note, <n>-refused.txt
+    logs/<sha256(origin) hex>/evidence/<n>-held.note, <n>-refused.txt (at most MAX_EVIDENCE per log)
                                       a validly signed checkpoint refused as inconsistent with the
                                       one held then (the whole request as sent), and that one
 
@@ -18,21 +18,68 @@ inconsistent with the one it cosigned before). One process holds the directory (
 
 import fcntl
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from ledger import note as notes
-from ledger.checkpoint_file import write_atomically
 from ledger.errors import IntegrityError, StorageError
 
+#: Refused checkpoints kept per log at most (the first ones: a forked log retries its new trees).
+MAX_EVIDENCE = 100
 #: Reads our own cosignature's timestamp from a record's note (raises ValueError if it has none).
 TimestampOf = Callable[[notes.Note], int]
 
 
 class RecordError(IntegrityError):
     default_title = "Witness record unusable"
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a temporary file, fsync it, rename it over path, fsync the directory.
+
+    The directory sync matters here (unlike for the node's checkpoint file): a rename lost in a
+    crash would bring back an older record, against which the witness could then cosign a tree
+    inconsistent with one it already cosigned."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror}") from e
+
+
+def _make_durably(directory: Path) -> None:
+    """Create directory (and its missing parents), syncing each parent so the new entry persists."""
+    missing = []
+    path = directory
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    try:
+        for new in reversed(missing):
+            new.mkdir()
+            parent = os.open(new.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(parent)
+            finally:
+                os.close(parent)
+    except OSError as e:
+        raise StorageError(f"cannot create {directory}: {e.strerror}") from e
 
 
 def origin_hash(origin: str) -> str:
@@ -98,22 +145,21 @@ class Records:
     def write(self, origin: str, record_note: str) -> None:
         """Replace the record of origin with the note, atomically and durably."""
         directory = self._log_dir(origin)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(f"cannot create {directory}: {e.strerror}") from e
-        write_atomically(directory / "checkpoint", record_note.encode())
+        _make_durably(directory)
+        write_durably(directory / "checkpoint", record_note.encode())
 
     def keep_evidence(self, origin: str, held: str, refused: bytes) -> Path:
         """Keep a refused request beside the note held when it was refused; returns the refused file."""
         directory = self._log_dir(origin) / "evidence"
+        _make_durably(directory)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
             number = 1 + max((int(p.name.split("-")[0]) for p in directory.glob("*-refused.txt")), default=0)
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot keep evidence in {directory}: {e}") from e
-        write_atomically(directory / f"{number}-held.note", held.encode())
-        write_atomically(directory / f"{number}-refused.txt", refused)
+        if number > MAX_EVIDENCE:
+            raise StorageError(f"{directory} already holds {MAX_EVIDENCE} refused checkpoints; keeping no more")
+        write_durably(directory / f"{number}-held.note", held.encode())
+        write_durably(directory / f"{number}-refused.txt", refused)
         return directory / f"{number}-refused.txt"
 
     def evidence(self, origin: str) -> list[tuple[str, bytes]]:
