@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon.asgi
 
-from api import errors, health, index, ledger_routes, openapi, resources
+from api import errors, health, index, ledger_routes, openapi, resources, tiles
 from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
@@ -23,6 +23,10 @@ class ApiConfig:
     read_threads: int = 4
     #: Most writes waiting for their commit at once; past it a write gets 503 with Retry-After.
     max_queued_writes: int = 4096
+    #: Seconds a write asking for a receipt (?proof=1) waits for a cosigned checkpoint holding it.
+    receipt_wait: float = 5.0
+    #: Serve /checkpoint and /tile/... (tlog-tiles) without a signature: a log its members publish.
+    public_log: bool = False
 
 
 def _inline(handler: Callable[..., None]) -> Callable[..., Coroutine[Any, Any, None]]:
@@ -41,8 +45,11 @@ def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Met
     config = config or ApiConfig()
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(ledger)
+    metrics.watch_witnesses(ledger.witness_report)
     offload = Offload(config.read_threads)
-    context = resources.Context(ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload)
+    context = resources.Context(
+        ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload, config.receipt_wait
+    )
     # Static routes (the /docs assets) before sinks: the catch-all 404 sink must not hide them.
     app: AsgiApp = falcon.asgi.App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
     app.req_options.strip_url_path_trailing_slash = True
@@ -64,6 +71,9 @@ def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Met
     app.add_route("/nodes/{key_id}", nodes, suffix="item")
     app.add_route("/nodes/{key_id}/revoke", nodes, suffix="revoke")
     app.add_route("/ledger/entries/{seq}", ledger_routes.Entries(context), suffix="item")
+    app.add_route("/ledger/receipts/{seq}", ledger_routes.Receipt(context))
+    app.add_route("/checkpoint", tiles.Checkpoint(context, config.public_log))
+    app.add_route("/tile/{path:path}", tiles.Tile(context, config.public_log))
     # Unauthenticated operations endpoints: probes and Prometheus metrics (see README).
     app.add_route("/healthz", health.Health())
     app.add_route("/readyz", health.Ready(ledger))

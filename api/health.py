@@ -6,7 +6,7 @@ the last log write, and how far state is behind the log), so state stays equal t
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import falcon
 import orjson
@@ -23,6 +23,8 @@ class Probed(Protocol):
     write_error: str | None
 
     def state_lag(self) -> int: ...
+
+    def witness_report(self) -> dict[str, Any] | None: ...
 
 
 async def readiness(ledger: Probed, grace_s: float = LAG_GRACE_S) -> str | None:
@@ -48,7 +50,12 @@ class Health:
 
 
 class Ready:
-    """GET /readyz: 200 {"status": "ready"}, or 503 with the reason as the description."""
+    """GET /readyz: 200 {"status": "ready"}, or 503 with the reason as the description.
+
+    With witnesses, the 200 answer also holds ``"witnessing"``: the quorum, the witnessed tree
+    size and each witness's state (``pending``, ``ok``, ``refused`` or ``down``, with the reason):
+    a witness that refuses or is down never makes the node unready (writes go on).
+    """
 
     def __init__(self, ledger: Probed) -> None:
         self.ledger = ledger
@@ -58,4 +65,8 @@ class Ready:
         if reason is not None:
             raise falcon.HTTPServiceUnavailable(title="Not ready", description=reason)
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = orjson.dumps({"status": "ready"})
+        answer: dict[str, Any] = {"status": "ready"}
+        report = self.ledger.witness_report()
+        if report is not None:
+            answer["witnessing"] = report
+        resp.data = orjson.dumps(answer)

@@ -96,6 +96,20 @@ class Entries(Authenticated):
         _send(resp, entry_view(int(seq), self.ledger.entry(int(seq))))
 
 
+class Receipt(Authenticated):
+    """GET /ledger/receipts/{seq}: entry seq's C2SP tlog-proof@v1 receipt under the checkpoint
+    served (or the latest signed one, when that does not hold the entry yet), text/plain."""
+
+    async def on_get(self, req: Request, resp: Response, seq: str) -> None:
+        await self._read(req, AUDITOR)
+        size = self.ledger.head()[0]
+        if not re.fullmatch(r"[0-9]{1,18}", seq) or int(seq) >= size:
+            raise falcon.HTTPNotFound(title="Not found", description=f"no entry {seq} (log size {size})")
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.set_header("Content-Disposition", f'attachment; filename="{int(seq)}.tlog-proof"')
+        resp.text = await self.offload.run(self.ledger.receipt, int(seq))
+
+
 class InclusionProof(Authenticated):
     """GET /ledger/proofs/inclusion?seq=N&tree_size=S (tree_size defaults to the current size)."""
 

@@ -6,10 +6,13 @@ statuses and short refusal reasons. No key id, uuid or body ever becomes a label
 
 import threading
 from collections import deque
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from falcon.asgi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from api.offload import Offload
 
@@ -65,6 +68,10 @@ class Metrics:
         self.log_size.set_function(lambda: ledger.head()[0])
         self.state_lag.set_function(ledger.state_lag)
 
+    def watch_witnesses(self, report: Callable[[], dict[str, Any] | None]) -> None:
+        """Witness gauges and counters, read from ``report`` at each scrape (nothing without witnesses)."""
+        self.registry.register(WitnessCollector(report))
+
     def on_group(self, count: int, seconds: float) -> None:
         self.group_size.observe(count)
         self.commit_seconds.observe(seconds)
@@ -101,6 +108,50 @@ class Metrics:
         with self._moving:
             self._move_observed()
         return generate_latest(self.registry)
+
+
+class WitnessCollector(Collector):
+    """``orchestrator_witness_up{witness}`` (1 when it cosigned the last checkpoint sent),
+    ``orchestrator_witness_cosigned_size{witness}``, ``orchestrator_witness_cosignatures_total{witness}``,
+    ``orchestrator_witness_cpu_seconds_total{witness}``,
+    ``orchestrator_witness_failures_total{witness, reason}`` (``down``, ``refused``) and
+    ``orchestrator_witnessed_size``. The label is the witness's
+    name from its configured vkey (a bounded set)."""
+
+    def __init__(self, report: Callable[[], dict[str, Any] | None]) -> None:
+        self.report = report
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected only at scrape time: the report may be None until witnesses attach
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.report()
+        if report is None:
+            return
+        up = GaugeMetricFamily("orchestrator_witness_up", "1 when the witness cosigned the last checkpoint sent",
+                               labels=["witness"])
+        size = GaugeMetricFamily("orchestrator_witness_cosigned_size",
+                                 "Tree size of the latest checkpoint the witness cosigned", labels=["witness"])
+        failures = CounterMetricFamily("orchestrator_witness_failures", "Witness calls that got no cosignature",
+                                       labels=["witness", "reason"])
+        cosigned = CounterMetricFamily("orchestrator_witness_cosignatures", "Witness calls that got a cosignature",
+                                       labels=["witness"])
+        cpu = CounterMetricFamily("orchestrator_witness_cpu_seconds",
+                                  "CPU time of the witness's thread in its calls (proofs, requests, checks)",
+                                  labels=["witness"])
+        for status in report["witnesses"]:
+            up.add_metric([status["name"]], 1.0 if status["state"] == "ok" else 0.0)
+            if status["cosigned_size"] is not None:
+                size.add_metric([status["name"]], float(status["cosigned_size"]))
+            cosigned.add_metric([status["name"]], float(status["cosignatures"]))
+            cpu.add_metric([status["name"]], float(status["cpu_seconds"]))
+            for reason in ("down", "refused"):
+                failures.add_metric([status["name"], reason], float(status["failures"].get(reason, 0)))
+        witnessed = GaugeMetricFamily("orchestrator_witnessed_size",
+                                      "Tree size of the newest checkpoint with a quorum of cosignatures")
+        if report["witnessed_size"] is not None:
+            witnessed.add_metric([], float(report["witnessed_size"]))
+        yield from (up, size, failures, cosigned, cpu, witnessed)
 
 
 class MetricsEndpoint:

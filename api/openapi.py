@@ -151,7 +151,16 @@ REQUESTS: dict[str, Schema] = {route.request: _request_body(route) for route in 
 # -- responses -------------------------------------------------------------------
 
 RECEIPT = _object(
-    {"seq": {"type": "integer", "minimum": 1}, "hash": HEX64},
+    {
+        "seq": {"type": "integer", "minimum": 1},
+        "hash": HEX64,
+        "proof": {
+            "type": "string",
+            "description": "with ?proof=1 or `Prefer: return=proof`: the C2SP tlog-proof@v1 receipt (the entry's "
+            "bytes, its index, the inclusion proof and the checkpoint, cosigned when witnesses answered in time)",
+        },
+    },
+    ["seq", "hash"],
     description="where the write sits in the log: its sequence number and RFC 9162 leaf hash (hex)",
 )
 NODE = _object(
@@ -359,9 +368,55 @@ def _collection_paths() -> dict[str, Schema]:
     return paths
 
 
+PROOF_PARAMETERS: list[Schema] = [
+    _query_param(
+        "proof", {"enum": ["1", "0", "true", "false"]},
+        "1 (or true): the receipt also carries `proof`, a C2SP tlog-proof@v1 that needs no further call",
+    ),
+    {
+        "name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "`return=proof` asks for the same as ?proof=1 (answered with `Preference-Applied`)",
+    },
+]
+
+
 def _write(summary: str, role: str, status: int, body: str, result: str, tag: str, **kwargs: Any) -> Schema:
     text = "created" if status == 201 else "updated"
+    kwargs["parameters"] = [*(kwargs.get("parameters") or []), *PROOF_PARAMETERS]
     return _signed(summary, role, {status: (text, _json(_ref(result)))}, write=True, body=body, tag=tag, **kwargs)
+
+
+def _tile_paths() -> dict[str, Schema]:
+    """tlog-tiles at the prefix /: the checkpoint, hash tiles and entry bundles.
+
+    An index of 1000 or more takes several path segments (``x001/x234/067``), which OpenAPI path
+    templates cannot express: the templates below show the one-segment form."""
+    octets: Schema = {"application/octet-stream": {}}  # OpenAPI 3.1: raw bytes need no schema
+    unsigned = " Unsigned when the node serves a public log (`public_log`)."
+    index = _path_param("index", {"type": "string", "pattern": "^[0-9]{3}$"},
+                        "the tile index: 3 digits (larger ones are x-prefixed groups: x001/x234/067)")
+    width = _path_param("width", {"type": "string", "pattern": "^[1-9][0-9]{0,2}$"}, "a partial tile's width, 1-255")
+    level = _path_param("level", {"type": "string", "pattern": "^(0|[1-9][0-9]?)$"}, "the tile level, 0-63")
+    paths: dict[str, Schema] = {
+        "/checkpoint": {
+            "get": _signed("The checkpoint /ledger/checkpoint serves, at the tlog-tiles prefix." + unsigned, "auditor",
+                           {200: ("the signed note", {"text/plain": {"schema": {"type": "string"}}})}, tag="tiles")
+        }
+    }
+    for path, what, parameters in (
+        ("/tile/{level}/{index}", "A full hash tile: 256 hashes of 32 bytes", [level, index]),
+        ("/tile/{level}/{index}.p/{width}", "A partial hash tile: its first `width` hashes", [level, index, width]),
+        ("/tile/entries/{index}", "A full entry bundle: 256 entries, each a big-endian uint16 length and its bytes",
+         [index]),
+        ("/tile/entries/{index}.p/{width}", "A partial entry bundle: its first `width` entries", [index, width]),
+    ):
+        paths[path] = {
+            "get": _signed(
+                what + " (C2SP tlog-tiles; immutable, cached for a year; 404 beyond the tree)." + unsigned,
+                "auditor", {200: ("the tile", octets)}, not_found=True, parameters=parameters, tag="tiles",
+            )
+        }
+    return paths
 
 
 def _uplet_uuid(kind: str) -> Schema:
@@ -408,7 +463,8 @@ def _ledger_paths() -> dict[str, Schema]:
         },
         "/ledger/checkpoint": {
             "get": _signed(
-                "The latest C2SP signed checkpoint (origin, size, base64 root, state digest; a signed note)",
+                "The latest C2SP signed checkpoint (origin, size, base64 root, state digest; a signed note). With "
+                "witnesses: the newest one a quorum of them cosigned, with every cosignature line collected",
                 auditor,
                 {200: ("the signed note", text)},
                 tag="ledger",
@@ -444,6 +500,18 @@ def _ledger_paths() -> dict[str, Schema]:
                 tag="ledger",
             )
         },
+        "/ledger/receipts/{seq}": {
+            "get": _signed(
+                "Entry seq's C2SP tlog-proof@v1 receipt under the checkpoint served (save it as `<seq>.tlog-proof`; "
+                "`orchestrator verify-receipt` checks it offline)",
+                auditor,
+                {200: ("the receipt", text)},
+                not_found=True,
+                parameters=[_path_param("seq", {"type": "string"}, "sequence number")],
+                tag="ledger",
+            )
+        },
+        **_tile_paths(),
         "/ledger/proofs/inclusion": {
             "get": _signed(
                 "RFC 9162 inclusion proof of entry seq in the tree of tree_size entries",
@@ -527,8 +595,9 @@ def _open_paths() -> dict[str, Schema]:
                                     {200: ("the document", _json({"type": "object"}))}, [], "operations"),
         "/healthz": plain("Liveness: the process answers", {200: ("alive", status("ok"))}, [], "operations"),
         "/readyz": plain(
-            "Readiness: the last log write succeeded and state is caught up with the log",
-            {200: ("ready", status("ready"))},
+            "Readiness: the last log write succeeded and state is caught up with the log; with witnesses, their "
+            "states (a refusing or down witness never makes the node unready)",
+            {200: ("ready", _json(_object({"status": {"const": "ready"}, "witnessing": WITNESSING}, ["status"])))},
             [503],
             "operations",
         ),
@@ -539,6 +608,30 @@ def _open_paths() -> dict[str, Schema]:
             "operations",
         ),
     }
+
+
+WITNESS_STATE = _object(
+    {
+        "name": {"type": "string", "description": "the name in the witness's verifier key"},
+        "url": {"type": "string"},
+        "state": {"enum": ["pending", "ok", "refused", "down"],
+                  "description": "ok: it cosigned the last checkpoint sent to it"},
+        "cosigned_size": _nullable({"type": "integer", "minimum": 1}),
+        "detail": _nullable({"type": "string", "description": "why the last call got no cosignature"}),
+        "failures": {"type": "object", "additionalProperties": {"type": "integer"},
+                     "description": "calls without a cosignature so far, by state (down, refused)"},
+        "cosignatures": {"type": "integer", "description": "calls that got a valid cosignature so far"},
+        "cpu_seconds": {"type": "number", "description": "CPU time this witness's calls took the node so far"},
+    }
+)
+WITNESSING = _object(
+    {
+        "quorum": {"type": "integer", "minimum": 1},
+        "witnessed_size": _nullable({"type": "integer", "minimum": 1,
+                                     "description": "the newest tree with a quorum of cosignatures"}),
+        "witnesses": {"type": "array", "items": WITNESS_STATE},
+    }
+)
 
 
 PATH_PARAMETERS: dict[str, tuple[Schema, str]] = {
@@ -612,6 +705,7 @@ def _build() -> Schema:
             {"name": "writes", "description": "the seed's write endpoints"},
             {"name": "collections", "description": "the seed's read endpoints"},
             {"name": "ledger", "description": "the log, its checkpoints and RFC 9162 proofs"},
+            {"name": "tiles", "description": "the log as C2SP tlog-tiles: checkpoint, hash tiles, entry bundles"},
             {"name": "membership", "description": "keys and their roles"},
             {"name": "operations", "description": "unauthenticated: documentation, probes and metrics"},
         ],

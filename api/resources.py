@@ -5,6 +5,7 @@ Responders run on the event loop. Writes wait for their commit without blocking 
 point reads stay on the loop.
 """
 
+import asyncio
 import re
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class Context:
     body_limit: int
     writes: Writes
     offload: Offload
+    #: Seconds a write asking for a receipt waits for a cosigned checkpoint holding it.
+    receipt_wait: float = 5.0
 
 
 class Authenticated:
@@ -45,21 +48,42 @@ class Authenticated:
         self.body_limit = context.body_limit
         self.writes = context.writes
         self.offload = context.offload
+        self.receipt_wait = context.receipt_wait
 
     async def _read(self, req: Request, role: str | None = None) -> None:
         body = await read_body(req, self.body_limit)
         self.ledger.read(signed_request(req, body), role)
 
     async def _write(self, req: Request, resp: Response) -> None:
+        wants_proof = _wants_proof(req)  # a bad value is refused before anything is written
         body = await read_body(req, self.body_limit)
         media = (req.content_type or "").split(";")[0].strip().lower()
         committed = await self.writes.submit(signed_request(req, body), media)
         # The outcome's keys sorted as it is recorded, so an exact resend's answer is byte-identical;
-        # the receipt last, as always.
+        # the receipt last, as always (with a proof, the checkpoint in it may be a newer one).
         outcome = orjson.dumps(committed.body, option=orjson.OPT_SORT_KEYS)
-        receipt = orjson.dumps({"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash})
+        fields: dict[str, object] = {"seq": committed.receipt.seq, "hash": committed.receipt.leaf_hash}
+        if wants_proof:
+            fields["proof"] = await self._proof(committed.receipt.seq)
+            if _prefers_proof(req):
+                resp.set_header("Preference-Applied", "return=proof")
+        receipt = orjson.dumps(fields)
         separator = b"," if outcome != b"{}" else b""
         _json(resp, committed.status, outcome[:-1] + separator + b'"receipt":' + receipt + b"}")
+
+    async def _proof(self, seq: int) -> str:
+        """The tlog-proof of a committed entry: under a checkpoint cosigned by a quorum of witnesses
+        when one holding it comes within receipt_wait seconds, else under the node's latest."""
+        note = None
+        future = self.ledger.cosigned_after(seq)
+        if future is not None:
+            try:
+                note = await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.receipt_wait)
+            except TimeoutError:
+                note = None
+        if note is None:
+            note = self.ledger.signed_checkpoint()  # signed with the entry's commit, or later: it holds it
+        return await self.offload.run(self.ledger.receipt, seq, note)
 
 
 class Collection(Authenticated):
@@ -101,6 +125,23 @@ class Collection(Authenticated):
 
     async def on_options_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         _options(resp, collection, 1)
+
+
+PROOF_VALUES = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _prefers_proof(req: Request) -> bool:
+    """RFC 7240 ``Prefer: return=proof`` (among other preferences)."""
+    prefer = req.get_header("Prefer") or ""
+    return any(p.strip().lower() == "return=proof" for p in prefer.replace(";", ",").split(","))
+
+
+def _wants_proof(req: Request) -> bool:
+    """Whether a write asks for a receipt that proves itself: ?proof=1 (or true), or Prefer: return=proof."""
+    value = req.get_param("proof")
+    if value is not None and value.lower() not in PROOF_VALUES:
+        raise ValidationError(f"query parameter 'proof' must be 1 or 0, not {value[:20]!r}")
+    return (value is not None and PROOF_VALUES[value.lower()]) or _prefers_proof(req)
 
 
 def _options(resp: Response, name: str, args: int) -> None:

@@ -58,7 +58,7 @@ def vkey(name: str, public: Ed25519PublicKey) -> str:
 
 def parse_vkey(text: str) -> tuple[str, Ed25519PublicKey]:
     try:
-        name, hash_hex, encoded = text.strip().rsplit("+", 2)  # base64 may hold '+'; names may not
+        name, hash_hex, encoded = text.strip().split("+", 2)  # base64 may hold '+'; names may not
         raw = base64.b64decode(encoded, validate=True)
         if raw[:1] != ED25519_TYPE or len(raw) != 33:
             raise ValueError("not an Ed25519 verifier key")

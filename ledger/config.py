@@ -39,6 +39,11 @@ class LedgerConfig:
         return self.data_dir / "checkpoint"
 
     @property
+    def witnessed_file(self) -> Path:
+        """The newest checkpoint a quorum of witnesses cosigned (see ledger/witnessing.py)."""
+        return self.data_dir / "witnessed"
+
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 

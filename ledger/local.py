@@ -33,6 +33,7 @@ class LocalSource:
         self.log = Log(self._log_store)
         self._state: LevelStore | None = None
         self._kept: str | None = None
+        self._witnessed_file = CheckpointFile(config.witnessed_file)
         try:
             if config.state_dir.exists():
                 try:
@@ -73,6 +74,12 @@ class LocalSource:
 
     def kept_checkpoint(self) -> str | None:
         return self._kept
+
+    def witnessed_checkpoint(self) -> str | None:
+        try:
+            return self._witnessed_file.read()
+        except (IntegrityError, StorageError) as e:
+            raise VerificationError("witnessed checkpoint", e.message) from e
 
     def size(self) -> int:
         return _read("log", self.log.size)

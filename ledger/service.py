@@ -23,13 +23,21 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, routes
+from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, receipt, routes, tiles
 from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
 from ledger.config import LedgerConfig
 from ledger.entry import SignedRequest
-from ledger.errors import AuthError, IntegrityError, InternalError, LedgerError, StorageError, UnsupportedMediaError
+from ledger.errors import (
+    AuthError,
+    IntegrityError,
+    InternalError,
+    LedgerError,
+    NotFoundError,
+    StorageError,
+    UnsupportedMediaError,
+)
 from ledger.layout import nonce_key
 from ledger.log import Log
 from ledger.nonces import NonceCache, refusable, replay
@@ -37,6 +45,7 @@ from ledger.proposal import Committed, Ordered, Proposal
 from ledger.sequencer import LocalSequencer, Sequencer
 from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
+from ledger.witnessing import Witnessing
 
 log = logging.getLogger("orchestrator.ledger")
 
@@ -79,6 +88,8 @@ class Ledger:
         self._head_lock = threading.Lock()
         self._waiting: dict[bytes, Future[Committed]] = {}  # fingerprint -> the future of its proposal
         self._thread: threading.Thread | None = None
+        #: Collects witness cosignatures off the write path, once attached (:meth:`witness`).
+        self.witnessing: Witnessing | None = None
         self._ensure_checkpoint()
 
     @classmethod
@@ -127,11 +138,20 @@ class Ledger:
             self._thread.start()
         return self
 
+    def witness(self, witnessing: Witnessing) -> "Ledger":
+        """Attach and start the witnessing: each commit notifies it (an event, nothing more), and
+        :meth:`checkpoint` serves the newest checkpoint it has a quorum of cosignatures for."""
+        self.witnessing = witnessing
+        witnessing.start()
+        return self
+
     def close(self) -> None:
         """Stop taking writes, commit what was ordered, and close the stores."""
         self.sequencer.close()
         if self._thread is not None:
             self._thread.join()
+        if self.witnessing is not None:
+            self.witnessing.close()
         for future in list(self._waiting.values()):
             if not future.done():
                 future.set_exception(StorageError("the ledger shut down before this write was ordered"))
@@ -258,6 +278,8 @@ class Ledger:
             self.write_error = None
         with self._head_lock:
             self._head = batch.after
+        if batch.raws and self.witnessing is not None:
+            self.witnessing.notify()
         now_s = int(self.clock())
         for ordered, outcome in zip(group, batch.outcomes, strict=True):
             proposal = ordered.proposal
@@ -307,11 +329,24 @@ class Ledger:
         return query.member(self.state, key_id)
 
     def checkpoint(self) -> str:
-        """The latest signed checkpoint note."""
+        """The checkpoint note to show: with witnesses, the newest one a quorum of them cosigned
+        (with every cosignature collected for it), until there is one the latest signed one."""
+        if self.witnessing is not None:
+            served = self.witnessing.served()
+            if served is not None:
+                return served
+        return self.signed_checkpoint()
+
+    def signed_checkpoint(self) -> str:
+        """The latest checkpoint note the node signed (no cosignatures)."""
         note = self.log.checkpoint()
         if note is None:
             raise IntegrityError("the log holds no checkpoint")
         return note
+
+    def witness_report(self) -> dict[str, Any] | None:
+        """The witnesses' states, the quorum and the witnessed size; None without witnesses."""
+        return None if self.witnessing is None else self.witnessing.report()
 
     def vkey(self) -> str:
         return checkpoint.vkey(self.origin, self.node_key.public_key())
@@ -337,6 +372,35 @@ class Ledger:
             "root": _b64(tree.root(tree_size)),
             "proof": [_b64(p) for p in proof],
         }
+
+    def receipt(self, seq: int, note: str | None = None) -> str:
+        """The C2SP tlog-proof@v1 receipt of entry seq (ledger/receipt.py) under the given checkpoint
+        note, by default the one :meth:`checkpoint` serves, or the latest signed one when that does
+        not hold the entry yet. Raises IntegrityError if seq is not in the log."""
+        if note is None:
+            note = self.checkpoint()
+            if checkpoint_file.note_size(note) <= seq:
+                note = self.signed_checkpoint()
+        size = checkpoint_file.note_size(note)
+        if not 0 <= seq < size:
+            raise IntegrityError(f"entry {seq} is not in the tree of {size} entries")
+        proof = self.log.tree().inclusion(seq, size)
+        return receipt.TlogProof(self.log.raw(seq), seq, tuple(proof), note).encode()
+
+    def tile(self, tile: tiles.TilePath) -> bytes:
+        """A hash tile or entry bundle of the current tree (ledger/tiles.py); raises NotFoundError
+        when the tree does not hold all of it, EntryTooLargeError for a bundle that cannot be encoded."""
+        size = self._current().size
+        if tile.level is not None:
+            return tiles.hash_tile(self.log.tree(), tile, size)
+        if not tiles.covered(tile, size):
+            raise NotFoundError(f"no entry bundle {tile.format()} in a tree of {size} entries")
+        start = tile.index * tiles.WIDTH
+        return tiles.entry_bundle([raw for _, raw in self.log.raws(start, start + tile.width)])
+
+    def cosigned_after(self, seq: int) -> "Future[str] | None":
+        """A future of the first witnessed checkpoint note holding entry seq; None without witnesses."""
+        return None if self.witnessing is None else self.witnessing.covering(seq)
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         """RFC 9162 consistency proof between the trees of first and second entries (base64)."""

@@ -18,14 +18,14 @@ import signal
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import checkpoint, ed25519, httpsig, keys, machine, merkle
+from ledger import checkpoint, cosignature, ed25519, httpsig, keys, machine, merkle
 from ledger.batch import Head, RejectedEntry, apply_batch
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError, StorageError
@@ -75,6 +75,11 @@ class Source(Protocol):
         checked like a trusted one; None when the source has none."""
         ...
 
+    def witnessed_checkpoint(self) -> str | None:
+        """The newest checkpoint a quorum of witnesses cosigned, when the source keeps it apart
+        from :meth:`checkpoint` (a data dir's ``witnessed`` file); None otherwise."""
+        ...
+
 
 @dataclass(frozen=True)
 class Report:
@@ -86,6 +91,8 @@ class Report:
     seconds: float
     checkpoint: str
     state_note: str = ""
+    #: Who cosigned the checkpoint accepted with --witness/--quorum, and its size ("" without).
+    witnessed: str = ""
 
     def summary(self) -> str:
         import base64
@@ -95,6 +102,7 @@ class Report:
             f"root {base64.b64encode(self.root).decode()}, state digest {self.state_digest.hex()}, "
             f"{self.seconds:.2f} s"
         )
+        text += f"; {self.witnessed}" if self.witnessed else ""
         return text + (f" ({self.state_note})" if self.state_note else "")
 
 
@@ -115,14 +123,22 @@ def _public_key(view: _Replay, key_id: str) -> str | None:
 
 
 def verify(
-    source: Source, *, trusted: str | None = None, progress: Progress | None = None, processes: int | None = None
+    source: Source,
+    *,
+    trusted: str | None = None,
+    progress: Progress | None = None,
+    processes: int | None = None,
+    witnesses: Sequence[cosignature.WitnessKey] = (),
+    quorum: int = 0,
 ) -> Report:
     """Verify everything the source holds; raise VerificationError at the first failure.
 
     In four steps: the entries (replayed, signatures checked), the tree, the checkpoint (and
-    any trusted or kept one), the state. `processes` sets the signature-checking worker
-    processes (0: two threads instead); by default ledgers of 4096 entries or more get one per
-    CPU but one.
+    any trusted, kept or witnessed one), the state. `processes` sets the signature-checking
+    worker processes (0: two threads instead); by default ledgers of 4096 entries or more get
+    one per CPU but one. With a `quorum`, the witnessed checkpoint (the source's, else its
+    checkpoint) must carry that many valid cosignatures by distinct `witnesses`, and be a tree
+    of the ledger verified.
     """
     started = time.monotonic()
     note, size, log_size = _claimed(source)
@@ -134,9 +150,16 @@ def verify(
     kept = source.kept_checkpoint()
     if kept is not None:
         _check_trusted(source, kept, replayed.origin, replayed.node_public, tree, size, root, part="checkpoint file")
+    witnessed = ""
+    if quorum:
+        witnessed = _check_witnessed(
+            source, note, witnesses, quorum, replayed.origin, replayed.node_public, tree, size, root
+        )
     state_note = _check_source_state(source, replayed)
     digest = replayed.head.digest
-    return Report(size, len(replayed.signers), size, root, digest, time.monotonic() - started, note, state_note)
+    return Report(
+        size, len(replayed.signers), size, root, digest, time.monotonic() - started, note, state_note, witnessed
+    )
 
 
 @dataclass
@@ -471,6 +494,32 @@ def _check_trusted(
             merkle.verify_consistency(old.size, size, old.root, root, source.consistency(old.size, size))
         except IntegrityError as e:
             raise VerificationError(part, f"consistency proof: {e.message}") from e
+
+
+def _check_witnessed(
+    source: Source,
+    note: str,
+    witnesses: Sequence[cosignature.WitnessKey],
+    quorum: int,
+    origin: str,
+    public: Ed25519PublicKey,
+    tree: merkle.Tree,
+    size: int,
+    root: bytes,
+) -> str:
+    """The witnessed checkpoint: its cosignatures (a quorum), then, if it is not the checkpoint
+    verified, that it is a tree of this ledger. Returns who cosigned it, for the report."""
+    kept = source.witnessed_checkpoint()
+    candidate = note if kept is None else kept
+    part = "checkpoint" if kept is None else "witnessed checkpoint"
+    try:
+        found = cosignature.require(candidate, witnesses, quorum)
+    except IntegrityError as e:
+        raise VerificationError(part, e.message) from e
+    if kept is not None:
+        _check_trusted(source, kept, origin, public, tree, size, root, part=part)
+    cosigned = checkpoint.parse_body(candidate.partition("\n\n")[0] + "\n").size
+    return f"tree size {cosigned} cosigned by {', '.join(sorted(found))}"
 
 
 def _check_state(state: Store, replay: _Replay, digest: bytes, size: int, genesis_leaf: bytes) -> str:

@@ -60,6 +60,9 @@ class RemoteSource:
     def kept_checkpoint(self) -> None:
         return None  # a node keeps it in its data dir: `verify` checks it there
 
+    def witnessed_checkpoint(self) -> None:
+        return None  # GET /ledger/checkpoint is the witnessed one, when the node has witnesses
+
     def size(self) -> int:
         try:
             size = self._json("/ledger/head").get("size")

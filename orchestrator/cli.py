@@ -1,4 +1,4 @@
-"""`orchestrator init | serve | replay | verify | audit | call | keys new`.
+"""`orchestrator init | serve | replay | verify | audit | verify-receipt | call | keys new | vkey | witness ...`.
 
 Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
 :mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
@@ -16,7 +16,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError, StorageError
 from orchestrator import settings as config
@@ -24,10 +24,14 @@ from orchestrator import stopping, version
 from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from ledger.cosignature import WitnessKey
+
 INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
     "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
-    "log_level", "signature_window", "max_uplets_per_write", "public_url",
+    "log_level", "signature_window", "max_uplets_per_write", "public_url", "witness", "witness_quorum",
+    "witness_timeout", "public_log",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
@@ -87,6 +91,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     stopping.defer()
     s = _settings(args)
     check_bind(s.bind)  # before anything is created: a server that cannot listen leaves no ledger behind
+    witnesses = s.witnesses()
+    if witnesses and s.witness_quorum > len(witnesses):
+        raise CommandError(
+            f"--witness-quorum {s.witness_quorum} is more than the {len(witnesses)} witness(es) given with --witness"
+        )
 
     from ledger.genesis import init
     from ledger.store import check_unlocked
@@ -132,13 +141,44 @@ def _trusted(path: Path | None) -> str | None:
         raise StorageError(f"--trusted-checkpoint {path} is not UTF-8 text (byte {e.start})") from e
 
 
+def read_witness_keys(texts: list[str]) -> "list[WitnessKey]":
+    """Witness verifier keys (type 0x04): each a file holding one, or the vkey itself."""
+    from ledger import cosignature
+
+    found = []
+    for text in texts:
+        path = Path(text)
+        if path.is_file():
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                raise CommandError(f"cannot read --witness {path}: {e}") from e
+        try:
+            found.append(cosignature.parse_vkey(text))
+        except LedgerError as e:
+            raise CommandError(f"--witness: {e.message}") from e
+    return found
+
+
+def _witness_policy(args: argparse.Namespace) -> dict[str, Any]:
+    """verify()'s witnesses and quorum from --witness and --quorum (default: 1 with witnesses)."""
+    witnesses = read_witness_keys(args.witness)
+    quorum = args.quorum if args.quorum is not None else (1 if witnesses else 0)
+    if args.quorum is not None and args.quorum < 1:
+        raise CommandError(f"--quorum must be a positive number, not {args.quorum}")
+    if quorum > len(witnesses):
+        raise CommandError(f"--quorum {quorum} needs at least {quorum} --witness keys, {len(witnesses)} given")
+    return {"witnesses": witnesses, "quorum": quorum}
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from ledger.local import LocalSource
     from ledger.verify import verify
 
     trusted = _trusted(args.trusted_checkpoint)
+    policy = _witness_policy(args)
     with LocalSource(_settings(args).ledger_config()) as source:
-        report = verify(source, trusted=trusted, progress=ProgressBar("verify"))
+        report = verify(source, trusted=trusted, progress=ProgressBar("verify"), **policy)
     return _report(report, args.save_checkpoint)
 
 
@@ -150,9 +190,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     trusted = _trusted(args.trusted_checkpoint)
+    policy = _witness_policy(args)
     client = _signing_client(s)  # the node and the key as `call` finds them
     try:
-        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"))
+        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"), **policy)
     except requests.RequestException as e:
         raise StorageError(f"cannot reach {s.url}: {e}") from e
     return _report(report, args.save_checkpoint)
@@ -261,6 +302,85 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- receipts -----------------------------------------------------------------
+
+
+def _read_text(path: Path, flag: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {flag} {path}: {e}") from e
+
+
+def _cmd_verify_receipt(args: argparse.Namespace) -> int:
+    from ledger import checkpoint, receipt
+    from ledger.entry import decode
+
+    vkey_text = _read_text(Path(args.vkey), "--vkey") if Path(args.vkey).is_file() else args.vkey
+    try:
+        node = checkpoint.parse_vkey(vkey_text)
+    except LedgerError as e:
+        raise CommandError(f"--vkey: {e.message}") from e
+    policy = _witness_policy(args)
+    genesis = None
+    if args.genesis is not None:
+        data = args.genesis.read_bytes() if args.genesis.is_file() else b""
+        try:
+            if data.startswith(receipt.HEADER.encode()):
+                genesis = receipt.verify(data.decode(), node).entry  # a receipt of entry 0, checked too
+            else:
+                genesis = decode(data)
+        except receipt.ReceiptError as e:
+            print(f"FAILED at genesis {e.part}: {e.reason}", file=sys.stderr)
+            return 1
+        except LedgerError as e:
+            raise CommandError(f"--genesis {args.genesis}: not a receipt of entry 0 nor its bytes: {e.message}") from e
+    try:
+        verified = receipt.verify(
+            _read_text(args.file, "FILE"), node, signer_key=args.public_key, genesis=genesis, **policy
+        )
+    except receipt.ReceiptError as e:
+        print(f"FAILED at {e.part}: {e.reason}", file=sys.stderr)
+        return 1
+    print(verified.summary())
+    return 0
+
+
+# -- witness ------------------------------------------------------------------
+
+
+def _cmd_witness_init(args: argparse.Namespace) -> int:
+    from witness.server import init
+
+    print(init(args.dir, args.name))
+    return 0
+
+
+def _cmd_witness_serve(args: argparse.Namespace) -> int:
+    from witness.server import serve
+
+    check_bind(args.bind)
+    serve(args.dir, args.bind, args.log)
+    return 0
+
+
+def _cmd_vkey(args: argparse.Namespace) -> int:
+    from ledger import checkpoint, keys
+    from ledger.checkpoint_file import CheckpointFile, note_size
+
+    ledger_config = _settings(args).ledger_config()
+    try:
+        node = keys.load_private_key(ledger_config.node_key_file)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot read the node key {ledger_config.node_key_file}: {e}") from e
+    note = CheckpointFile(ledger_config.checkpoint_file).read()
+    if note is None:
+        raise CommandError(f"{ledger_config.data_dir} holds no checkpoint file; start the node once")
+    note_size(note)  # a checkpoint, or CheckpointError
+    print(checkpoint.vkey(note.split("\n", 1)[0], node.public_key()))
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------
 
 
@@ -272,6 +392,19 @@ def _checkpoint_flags(p: argparse.ArgumentParser) -> None:
         help="a checkpoint saved earlier: also prove the ledger is consistent with it",
     )
     p.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
+    _witness_flags(p)
+
+
+def _witness_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--witness", action="append", default=[], metavar="VKEY",
+        help="a witness's cosignature/v1 verifier key (or a file holding it), repeatable: the checkpoint accepted "
+        "must carry --quorum valid cosignatures by these witnesses",
+    )
+    p.add_argument(
+        "--quorum", type=int, default=None, metavar="K",
+        help="valid cosignatures by distinct --witness keys the checkpoint needs (default: 1 with --witness)",
+    )
 
 
 def _with_settings(p: argparse.ArgumentParser, names: tuple[str, ...], base: Settings) -> None:
@@ -358,6 +491,63 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     )
     _with_settings(p, CALL, base)
     p.set_defaults(func=_cmd_call)
+
+    p = commands.add_parser(
+        "vkey",
+        help="print the node's verifier key (the C2SP vkey witnesses and verify-receipt take)",
+        description="Print the ledger's C2SP verifier key, <origin>+<key id>+<base64 key>, from DATA_DIR/node.pem "
+        "and the origin of DATA_DIR/checkpoint (also while the node runs); GET /ledger/key serves the same.",
+    )
+    _with_settings(p, DATA, base)
+    p.set_defaults(func=_cmd_vkey)
+
+    p = commands.add_parser(
+        "verify-receipt",
+        help="check a receipt (C2SP tlog-proof) offline",
+        description="Check a receipt (a C2SP tlog-proof@v1: a write's ?proof=1 answer, or GET /ledger/receipts/SEQ "
+        "saved as SEQ.tlog-proof) offline: the checkpoint's signature by the node key, --quorum cosignatures by "
+        "--witness keys, the inclusion proof of the entry's bytes, and the entry's own RFC 9421 signature "
+        "against the key it names (--public-key, or as the genesis registered it). Exit 0 with a summary, 1 "
+        "with FAILED at <part>: <reason>.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="the receipt")
+    p.add_argument("--vkey", required=True, metavar="NODE_VKEY",
+                   help="the ledger's verifier key (`orchestrator vkey`, GET /ledger/key) or a file holding it")
+    _witness_flags(p)
+    p.add_argument("--public-key", default=None, metavar="BASE64",
+                   help="the base64 Ed25519 public key of the entry's signer (its membership record's public_key)")
+    p.add_argument("--genesis", type=Path, default=None, metavar="FILE",
+                   help="entry 0, to find the signer's key in: its receipt (0.tlog-proof, checked too) or its bytes")
+    p.set_defaults(func=_cmd_verify_receipt)
+
+    witness = commands.add_parser("witness", help="a C2SP tlog-witness that cosigns ledger checkpoints")
+    witness_commands = witness.add_subparsers(dest="witness_command", required=True)
+    p = witness_commands.add_parser(
+        "init",
+        help="create a witness key and print its verifier key",
+        description="Create a witness in DIR (an Ed25519 key in DIR/witness.pem, mode 0600, and its name) and print "
+        "its C2SP verifier key (signature type 0x04, cosignature/v1): give it to the nodes (serve --witness "
+        "URL=VKEY) and to auditors (--witness VKEY).",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the witness directory (created if absent)")
+    p.add_argument("--name", required=True, help="the witness's name, e.g. witness.example.org/w1 (no spaces or '+')")
+    p.set_defaults(func=_cmd_witness_init)
+    p = witness_commands.add_parser(
+        "serve",
+        help="serve the C2SP add-checkpoint protocol for the given logs",
+        description="Serve POST /add-checkpoint (C2SP tlog-witness) for the logs whose verifier keys are given, "
+        "and GET /<sha256(origin) hex>/checkpoint. The latest cosigned checkpoint of each log is kept in "
+        "DIR/logs/; refused inconsistent checkpoints are kept as evidence in DIR/logs/<hash>/evidence/.",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the witness directory (from `witness init`)")
+    p.add_argument(
+        "--bind", default="127.0.0.1:8100", metavar="HOST:PORT", help="listen address (default: %(default)s)"
+    )
+    p.add_argument(
+        "--log", action="extend", nargs="+", required=True, metavar="VKEY_FILE",
+        help="a log's verifier key: a file holding it (`orchestrator vkey` prints it) or the key itself; repeatable",
+    )
+    p.set_defaults(func=_cmd_witness_serve)
 
     keys = commands.add_parser("keys", help="client key files")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

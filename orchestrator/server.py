@@ -12,11 +12,13 @@ from gunicorn.errors import AppImportError
 from api.app import ApiConfig, create_app
 from api.metrics import Metrics
 from ledger.config import LedgerConfig
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, ValidationError
 from ledger.service import Ledger
+from ledger.witnessing import Witnessing
 from orchestrator import logs, stopping
 from orchestrator.protocol import HttpLimits
 from orchestrator.settings import Settings
+from orchestrator.witness_client import poster
 from orchestrator.worker import worker_class
 
 SWITCH_INTERVAL = 0.0005  # seconds; see Server.load
@@ -50,7 +52,12 @@ class Server(BaseApplication):  # type: ignore[misc]
         metrics = Metrics()
         try:
             self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group)
+            witnessing = open_witnessing(self.settings, self.ledger)
+            if witnessing is not None:
+                self.ledger.witness(witnessing)
         except LedgerError as e:  # gunicorn prints just the message of this one and stops
+            if self.ledger is not None:
+                self.ledger.close()
             raise AppImportError(f"orchestrator: error: {e.message}") from e
         return create_app(self.ledger, api_config(self.settings), metrics)
 
@@ -72,8 +79,29 @@ def _pre_fork(arbiter: Any, worker: Any) -> None:
 
 def api_config(settings: Settings) -> ApiConfig:
     return ApiConfig(
-        body_limit=settings.body_limit, read_threads=settings.threads, max_queued_writes=settings.max_queued_writes
+        body_limit=settings.body_limit, read_threads=settings.threads, max_queued_writes=settings.max_queued_writes,
+        receipt_wait=settings.witness_timeout, public_log=settings.public_log,
     )
+
+
+def open_witnessing(settings: Settings, ledger: Ledger) -> Witnessing | None:
+    """The witnessing of the settings' witnesses over the ledger's checkpoints (None: no witnesses).
+
+    Raises LedgerError if the kept witnessed checkpoint is not the ledger's, or the quorum is off."""
+    witnesses = settings.witnesses()
+    if not witnesses:
+        return None
+    try:
+        return Witnessing(
+            witnesses, settings.witness_quorum,
+            latest=ledger.signed_checkpoint,
+            consistency=lambda first, second: ledger.log.tree().consistency(first, second),
+            root=lambda size: ledger.log.tree().root(size),
+            post=poster(settings.witness_timeout),
+            path=settings.ledger_config().witnessed_file,
+        )
+    except ValueError as e:
+        raise ValidationError(f"--witness-quorum: {e}") from e
 
 
 def http_limits(settings: Settings) -> HttpLimits:

@@ -12,11 +12,14 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.authority import Authorities
 from ledger.config import LedgerConfig
 from ledger.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ledger.witnessing import WitnessConfig
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -67,6 +70,26 @@ def _urls(text: str) -> str:
     return ",".join(urls)
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _witnesses(text: str) -> str:
+    """Comma-separated URL=VKEY (empty: none), each a witness's URL and cosignature/v1 vkey."""
+    from ledger.witnessing import WitnessConfig
+
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    names = [WitnessConfig.parse(item).key.name for item in items]
+    if len(set(names)) != len(names):
+        raise ValueError("each witness (by the name in its vkey) may be given once")
+    return ",".join(items)
+
+
 def _setting(
     default: Any, parse: Callable[[str], Any], metavar: str, help: str, shown: str | None = None, repeat: bool = False
 ) -> Any:
@@ -106,6 +129,23 @@ class Settings:
         shown="the bind address, and its localhost and 127.0.0.1 forms when it is a loopback address",
         repeat=True,
     )
+    witness: str = _setting(
+        "", _witnesses, "URL=VKEY",
+        "a witness to send each new checkpoint to (C2SP tlog-witness), by its URL and its cosignature/v1 verifier "
+        "key, repeatable, comma-separated in the environment",
+        shown="none", repeat=True,
+    )
+    witness_quorum: int = _setting(
+        1, _positive, "K",
+        "cosignatures a checkpoint needs before GET /ledger/checkpoint serves it (with --witness)",
+    )
+    witness_timeout: int = _setting(
+        5, _positive, "SECONDS", "time a witness has to answer; also the longest a ?proof=1 write waits for one"
+    )
+    public_log: bool = _setting(
+        False, _flag, "BOOL",
+        "serve the checkpoint, tiles and entry bundles (GET /checkpoint, /tile/...) without a signature",
+    )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(
         "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
@@ -130,6 +170,12 @@ class Settings:
         if self.public_url:
             return tuple(self.public_url.split(","))
         return tuple(f"http://{name}" for name in sorted(Authorities.of_bind(self.bind).names))
+
+    def witnesses(self) -> "list[WitnessConfig]":
+        """The witnesses to ask, as parsed from `witness`."""
+        from ledger.witnessing import WitnessConfig
+
+        return [WitnessConfig.parse(item) for item in self.witness.split(",") if item]
 
     def signing_key(self) -> tuple[Path, str]:
         """The key file and key id to sign with, after the rules of ``key_file`` and ``key_id``."""

@@ -132,6 +132,45 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+class WitnessServer:
+    """`orchestrator witness serve` on a free port, for the logs whose vkey files are given."""
+
+    def __init__(self, directory: Path, vkey_files: list[Path]) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.vkey_files = vkey_files
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "WitnessServer":
+        log = open(self.directory.parent / f"witness-{self.port}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "witness", "serve", "--dir", str(self.directory),
+             "--bind", f"127.0.0.1:{self.port}", "--log", *map(str, self.vkey_files)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"witness exited with {self.process.returncode}; see {log.name}")
+            try:
+                if requests.get(self.url + "/", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("witness did not answer in 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(timeout=30)
+        self.process = None
+
+
 def on_terminal(args: list[str], *, stream: str, **kwargs) -> tuple[subprocess.CompletedProcess, str]:
     """Run `python -m orchestrator ARGS` with stdout or stderr (`stream`) on a pseudo-terminal.
 

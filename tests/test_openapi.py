@@ -72,6 +72,9 @@ def _app_operations() -> set[tuple[str, str]]:
             elif path == "/{collection}/{uuid}":
                 names = COLLECTIONS if method == "GET" else writes[1]
                 found |= {(method, f"/{name}/{{}}") for name in names}
+            elif path == "/tile/{path:path}":  # one route; the contract spells out its four shapes
+                found |= {(method, p) for p in ("/tile/{}/{}", "/tile/{}/{}.p/{}", "/tile/entries/{}",
+                                                 "/tile/entries/{}.p/{}")}
             else:
                 found.add((method, path))
     return {(method, re.sub(r"\{[^}]*\}", "{}", path)) for method, path in found}
@@ -179,8 +182,19 @@ def test_a_platform_cycle_meets_the_contract(checked: ValidatingServer) -> None:
         ("/ledger/entries/1", {}),
         ("/ledger/proofs/inclusion", {"seq": "1", "tree_size": str(size)}),
         ("/ledger/proofs/consistency", {"first": "1", "second": str(size)}),
+        ("/ledger/receipts/1", {}),
+        ("/checkpoint", {}),
+        ("/tile/0/000.p/1", {}),
+        ("/tile/entries/000.p/2", {}),
     ):
         assert auditor.get(path, **params).status_code == 200, path
+    body = {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+    for _ in range(256):  # a full tile and bundle
+        cycle.ok(admin.post("/problem", {**body, "uuid": new_uuid()}))
+    assert auditor.get("/tile/0/000").status_code == 200 and auditor.get("/tile/entries/000").status_code == 200
+    assert auditor.get("/tile/1/000.p/1").status_code == 200
+    answer = admin.post("/problem?proof=1", body)
+    assert answer.status_code == 201 and answer.json()["receipt"]["proof"].startswith("c2sp.org/tlog-proof@v1\n")
 
     member = f"contract-{new_uuid()[:8]}"
     public = keys.public_b64(keys.new_private_key())
