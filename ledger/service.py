@@ -33,7 +33,7 @@ from ledger.errors import AuthError, IntegrityError, InternalError, LedgerError,
 from ledger.layout import nonce_key
 from ledger.log import Log
 from ledger.nonces import NonceCache, refusable, replay
-from ledger.proposal import Committed, Ordered, Proposal
+from ledger.proposal import Committed, Ordered, Proposal, Receipt
 from ledger.sequencer import LocalSequencer, Sequencer
 from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
@@ -123,6 +123,7 @@ class Ledger:
     def start(self) -> "Ledger":
         """Start the pipeline thread (once)."""
         if self._thread is None:
+            self.sequencer.start(self._current(), self)
             self._thread = threading.Thread(target=self._run, name="ledger-pipeline", daemon=True)
             self._thread.start()
         return self
@@ -258,13 +259,16 @@ class Ledger:
             return
         if batch.raws:
             self.write_error = None
-        with self._head_lock:
-            self._head = batch.after
         now_s = int(self.clock())
         for ordered, outcome in zip(group, batch.outcomes, strict=True):
             proposal = ordered.proposal
             if isinstance(outcome, LedgerError) and refusable(outcome):
                 self.nonces.refuse(proposal.key_id, proposal.nonce, proposal.fingerprint, outcome, now_s)
+        # Refusals are remembered before the head moves: ordered_before answers from them once it has.
+        with self._head_lock:
+            self._head = batch.after
+        for ordered, outcome in zip(group, batch.outcomes, strict=True):
+            proposal = ordered.proposal
             future = self._waiting.pop(proposal.fingerprint, None)
             if future is None or future.done():
                 continue
@@ -272,6 +276,36 @@ class Ledger:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+    # -- what the sequencer tells (ledger.sequencer.Waiters) ----------------------------
+
+    def unordered(self, proposal: Proposal, error: LedgerError) -> None:
+        """The sequencer could not order this proposal: its waiter gets the error."""
+        future = self._waiting.pop(proposal.fingerprint, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def ordered_before(self, proposal: Proposal, position: bytes) -> None:
+        """The same signed request was ordered already, at `position`: once applied there, its
+        waiter gets what it became (the recorded outcome, or the refusal remembered with its nonce).
+
+        Whoever pops the waiter resolves it (this, or the pipeline applying that position), once."""
+        with self._head_lock:
+            applied = self._head.position
+        if applied < position:
+            return  # the pipeline resolves the waiter when it applies that position
+        future = self._waiting.pop(proposal.fingerprint, None)
+        if future is None or future.done():
+            return
+        recorded = machine.recorded_outcome(self.state, proposal.fingerprint)
+        if recorded is not None:
+            seq, outcome, leaf_hex = recorded
+            future.set_result(Committed(outcome.status, outcome.body, Receipt(seq, leaf_hex), resent=True))
+            return
+        refusal = self.nonces.refusal(proposal.key_id, proposal.nonce, proposal.fingerprint)
+        future.set_exception(refusal if refusal is not None else StorageError(
+            "this signed request was ordered before, but what became of it is no longer known on this node: "
+            "sign the request again"))
 
     def _resolve_all(self, group: list[Ordered], error: LedgerError) -> None:
         for ordered in group:
