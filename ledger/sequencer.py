@@ -56,6 +56,10 @@ class Sequencer(Protocol):
         """Take no more proposals; next_group drains what is queued, then returns None."""
         ...
 
+    def trouble(self) -> str | None:
+        """Why writes cannot be ordered now, in a sentence (None: they can)."""
+        ...
+
 
 class LocalSequencer:
     """One queue, ordered by arrival, and the node's clock read once per group.
@@ -97,6 +101,9 @@ class LocalSequencer:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def trouble(self) -> str | None:
+        return None
 
     def queued(self) -> int:
         """Proposals waiting for the next group."""

@@ -78,6 +78,8 @@ class Ledger:
         self._head = head
         self._head_lock = threading.Lock()
         self._waiting: dict[bytes, Future[Committed]] = {}  # fingerprint -> the future of its proposal
+        self._earlier: list[tuple[bytes, Proposal]] = []  # ordered before, at or before that position
+        self._earlier_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ensure_checkpoint()
 
@@ -276,6 +278,7 @@ class Ledger:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        self._settle_earlier()
 
     # -- what the sequencer tells (ledger.sequencer.Waiters) ----------------------------
 
@@ -286,14 +289,28 @@ class Ledger:
             future.set_exception(error)
 
     def ordered_before(self, proposal: Proposal, position: bytes) -> None:
-        """The same signed request was ordered already, at `position`: once applied there, its
-        waiter gets what it became (the recorded outcome, or the refusal remembered with its nonce).
+        """The same signed request was ordered already, at or before `position`: once applied
+        there, its waiter gets what it became (the recorded outcome, or the refusal remembered
+        with its nonce), unless the pipeline resolved it on the way.
 
-        Whoever pops the waiter resolves it (this, or the pipeline applying that position), once."""
+        Whoever pops the waiter resolves it (this, or the pipeline applying it), once."""
+        with self._earlier_lock:
+            self._earlier.append((position, proposal))
+        self._settle_earlier()
+
+    def _settle_earlier(self) -> None:
+        """Answer the waiters of proposals ordered before, up to the position applied."""
+        if not self._earlier:
+            return
         with self._head_lock:
             applied = self._head.position
-        if applied < position:
-            return  # the pipeline resolves the waiter when it applies that position
+        with self._earlier_lock:
+            due = [proposal for position, proposal in self._earlier if position <= applied]
+            self._earlier = [(position, proposal) for position, proposal in self._earlier if position > applied]
+        for proposal in due:
+            self._answer_from_records(proposal)
+
+    def _answer_from_records(self, proposal: Proposal) -> None:
         future = self._waiting.pop(proposal.fingerprint, None)
         if future is None or future.done():
             return
@@ -324,6 +341,10 @@ class Ledger:
     def _current(self) -> Head:
         with self._head_lock:
             return self._head
+
+    def order_trouble(self) -> str | None:
+        """Why this node's sequencer cannot order writes now (None: it can)."""
+        return self.sequencer.trouble()
 
     def state_lag(self) -> int:
         """Log entries the state store has not applied yet (0 when caught up)."""

@@ -35,6 +35,9 @@ class ChosenOrder:
     def start(self, head: Head, waiters: Any) -> None:
         pass
 
+    def trouble(self) -> str | None:
+        return None
+
     def propose(self, proposal: Proposal) -> None:
         with self._cond:
             self.held.append(proposal)
