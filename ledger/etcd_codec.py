@@ -92,3 +92,15 @@ def parse_position(raw: bytes) -> tuple[int, int]:
         raise IntegrityError(f"not an etcd position: {raw!r}")
     revision, count = _REV.unpack(raw)
     return int(revision), int(count)
+
+
+def endpoint(url: str) -> str:
+    """``host:port`` of an etcd client URL (``http://host:port`` or ``host:port``)."""
+    text = url.strip()
+    if text.startswith("https://"):
+        raise ValueError(f"etcd endpoint {url!r}: TLS is not supported; use http:// on a private network")
+    text = text.removeprefix("http://").rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"etcd endpoint {url!r}: expected http://HOST:PORT")
+    return text

@@ -38,6 +38,7 @@ from aetcd import rpc
 from ledger import etcd_codec
 from ledger.batch import Head
 from ledger.errors import IntegrityError, OrderingError
+from ledger.etcd_codec import endpoint
 from ledger.proposal import Ordered, Proposal
 from ledger.sequencer import Waiters
 
@@ -73,18 +74,6 @@ class Compacted(Exception):
     """etcd's history no longer holds the revisions this node still has to apply."""
 
 
-def endpoint(url: str) -> str:
-    """``host:port`` of an etcd client URL (``http://host:port`` or ``host:port``)."""
-    text = url.strip()
-    if text.startswith("https://"):
-        raise ValueError(f"etcd endpoint {url!r}: TLS is not supported; use http:// on a private network")
-    text = text.removeprefix("http://").rstrip("/")
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"etcd endpoint {url!r}: expected http://HOST:PORT")
-    return text
-
-
 class EtcdSequencer:
     def __init__(
         self,
@@ -99,7 +88,7 @@ class EtcdSequencer:
     ) -> None:
         if not endpoints:
             raise ValueError("an etcd sequencer needs at least one endpoint")
-        self.endpoints = [endpoint(e) for e in endpoints]
+        self.endpoints = [endpoint(e) for e in endpoints]  # raises ValueError
         self.clock = clock
         self.order_timeout_s = order_timeout_s
         self.rpc_timeout_s = rpc_timeout_s

@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, routes
+from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, membership, query, routes
 from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
@@ -66,8 +66,12 @@ class Ledger:
         head = catch_up(self.log, state_store)
         settings = machine.config(state_store)
         self.origin = str(settings["origin"])
-        if keys.public_b64(self.node_key) != settings["node_key"]:
-            raise StorageError(f"the node key does not match the ledger's genesis ({config.node_key_file})")
+        mine = keys.public_b64(self.node_key)
+        named = [name for name, public in membership.node_keys(settings).items() if public == mine]
+        if not named:
+            raise StorageError(f"the node key is not one of the ledger's genesis node keys ({config.node_key_file})")
+        #: This node's name among the genesis node keys (the origin on a single-node ledger).
+        self.node_name = named[0]
         self.window = int(settings["signature_window"])
         self.sequencer = sequencer
         self.committer = Committer(self.log, state_store, Notary(self.origin, node_key), on_group=on_group)
@@ -85,7 +89,8 @@ class Ledger:
 
     @classmethod
     def open(cls, config: LedgerConfig, *, sequencer: Sequencer | None = None, **kwargs: Any) -> "Ledger":
-        """Open the data dir's stores and start the ledger (with a LocalSequencer unless one is given).
+        """Open the data dir's stores and start the ledger (unless a sequencer is given: an
+        EtcdSequencer on config.etcd when it names endpoints, else a LocalSequencer).
 
         Raises StorageError if the data dir is missing or in use."""
         if not config.log_dir.exists():
@@ -102,7 +107,7 @@ class Ledger:
             clock = kwargs.get("clock", time.time)
             ledger = cls(
                 config, opened[0], opened[1], nonce_store=opened[2], node_key=node_key,
-                sequencer=sequencer if sequencer is not None else LocalSequencer(clock),
+                sequencer=sequencer if sequencer is not None else _sequencer(config, clock),
                 checkpoint_path=config.checkpoint_file, **kwargs,
             )
         except BaseException:
@@ -406,6 +411,14 @@ class Ledger:
             "second_root": _b64(tree.root(second)),
             "proof": [_b64(p) for p in tree.consistency(first, second)],
         }
+
+
+def _sequencer(config: LedgerConfig, clock: Callable[[], float]) -> Sequencer:
+    if not config.etcd:
+        return LocalSequencer(clock)
+    from ledger.etcd_sequencer import EtcdSequencer  # gRPC only for a node that uses etcd
+
+    return EtcdSequencer(config.etcd, clock=clock)
 
 
 def _resent(first: "Future[Committed]") -> "Future[Committed]":

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import checkpoint, ed25519, httpsig, keys, machine, merkle
+from ledger import checkpoint, ed25519, httpsig, keys, machine, membership, merkle
 from ledger.batch import Head, RejectedEntry, apply_batch
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError, StorageError
@@ -306,11 +306,11 @@ def _check_batch(batch: list[tuple[int, bytes, str | None]]) -> list[tuple[int, 
     return results
 
 
-def _genesis_identity(entry: Entry) -> tuple[str, Ed25519PublicKey]:
-    """The ledger's origin and node key, from its genesis entry."""
+def _genesis_identity(entry: Entry) -> tuple[str, list[Ed25519PublicKey]]:
+    """The ledger's origin and node keys (a checkpoint signed by any of them counts), from its genesis."""
     try:
         genesis = entry.genesis or {}
-        return str(genesis["origin"]), keys.public_from_b64(genesis["node_key"])
+        return str(genesis["origin"]), [keys.public_from_b64(k) for k in membership.node_keys(genesis).values()]
     except (KeyError, TypeError, ValueError) as e:
         raise VerificationError(0, f"malformed genesis: {e!r}") from e
 
@@ -360,7 +360,7 @@ def _altered(seq: int) -> VerificationError:
     return VerificationError(seq, "entry bytes differ from those appended (stored leaf hash and checkpoint disagree)")
 
 
-def _signed_root(note: str, origin: str, public: Ed25519PublicKey | None) -> bytes | None:
+def _signed_root(note: str, origin: str, public: list[Ed25519PublicKey] | None) -> bytes | None:
     if public is None:
         return None
     try:
@@ -380,7 +380,9 @@ def _guarded(raws: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
         raise VerificationError(seq, e.message) from e
 
 
-def _check_checkpoint(note: str, origin: str, public: Ed25519PublicKey, root: bytes, digest: bytes, size: int) -> None:
+def _check_checkpoint(
+    note: str, origin: str, public: list[Ed25519PublicKey], root: bytes, digest: bytes, size: int
+) -> None:
     try:
         signed = checkpoint.open_note(note, origin, public)
     except IntegrityError as e:
@@ -413,7 +415,7 @@ def _check_trusted(
     source: Source,
     trusted: str,
     origin: str,
-    public: Ed25519PublicKey,
+    public: list[Ed25519PublicKey],
     tree: merkle.Tree,
     size: int,
     root: bytes,

@@ -26,7 +26,7 @@ from orchestrator.settings import Settings, SettingsError
 INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
     "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
-    "log_level", "signature_window", "max_uplets_per_write", "public_url",
+    "log_level", "signature_window", "max_uplets_per_write", "public_url", "etcd",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
@@ -42,14 +42,31 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from ledger.genesis import KeySpec, init
+    from ledger.genesis import KeySpec, init, join
 
     s = _settings(args)
+    if args.join is not None:
+        if args.node_key is None:
+            raise CommandError("--join needs --node-key PEM: this node's private key, one the genesis lists")
+        if args.key or args.node:
+            raise CommandError("--join takes the genesis as it is: no --key or --node")
+        node_file = join(s.ledger_config(), args.join, args.node_key)
+        print(f"joined the ledger of {args.join} in {s.data_dir}")
+        print(f"  node key written: {node_file}")
+        return 0
+    if args.node_key is not None:
+        raise CommandError("--node-key goes with --join GENESIS")
     specs = [KeySpec.parse(text) for text in args.key]
-    written = init(s.ledger_config(), args.origin, specs)
+    written = init(s.ledger_config(), args.origin, specs, nodes=args.node)
     print(f"created ledger {args.origin!r} in {s.data_dir}")
     for path in written:
         print(f"  key written: {path}")
+    if args.node:
+        genesis = s.ledger_config().genesis_file
+        print(f"  this data dir is node {args.node[0]!r}; the genesis is in {genesis}")
+        for name in args.node[1:]:
+            print(f"  node {name!r}: orchestrator init --join {genesis} --node-key "
+                  f"{s.data_dir / 'nodes' / (name + '.pem')} --data-dir DIR")
     return 0
 
 
@@ -304,6 +321,18 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
         metavar="NAME=ROLE[,ROLE...]",
         help="a client key to create (repeatable); default: admin with every role",
     )
+    p.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a node of the ledger (repeatable): its key goes into the genesis; the first is this data dir's, "
+        "the others are written to DATA_DIR/nodes/NAME.pem for `init --join` (default: one node)",
+    )
+    p.add_argument("--join", type=Path, default=None, metavar="GENESIS",
+                   help="make this data dir one more node of the ledger whose genesis.json this is")
+    p.add_argument("--node-key", type=Path, default=None, metavar="PEM",
+                   help="with --join: this node's private key, one of those the genesis lists")
     _with_settings(p, INIT, base)
     p.set_defaults(func=_cmd_init)
 

@@ -67,6 +67,16 @@ def _urls(text: str) -> str:
     return ",".join(urls)
 
 
+def _etcd_urls(text: str) -> str:
+    """Comma-separated etcd client URLs (empty: none)."""
+    from ledger.etcd_codec import endpoint
+
+    urls = [url.strip() for url in text.split(",") if url.strip()]
+    for url in urls:
+        endpoint(url)  # raises ValueError naming the URL
+    return ",".join(urls)
+
+
 def _setting(
     default: Any, parse: Callable[[str], Any], metavar: str, help: str, shown: str | None = None, repeat: bool = False
 ) -> Any:
@@ -106,6 +116,12 @@ class Settings:
         shown="the bind address, and its localhost and 127.0.0.1 forms when it is a loopback address",
         repeat=True,
     )
+    etcd: str = _setting(
+        "", _etcd_urls, "URLS",
+        "etcd client URLs (http://HOST:PORT, comma-separated) of the cluster that orders this node's writes, "
+        "shared with the ledger's other nodes",
+        shown="none: this node orders its writes alone",
+    )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(
         "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
@@ -123,6 +139,7 @@ class Settings:
             max_uplets_per_write=self.max_uplets_per_write,
             max_group=self.max_group,
             public_urls=self.public_urls(),
+            etcd=tuple(self.etcd.split(",")) if self.etcd else (),
         )
 
     def public_urls(self) -> tuple[str, ...]:
