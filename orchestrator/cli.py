@@ -1,4 +1,4 @@
-"""`orchestrator init | serve | replay | verify | audit | call | keys new`.
+"""`orchestrator init | serve | replay | verify | audit | call | keys new | cluster up | cluster down`.
 
 Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
 :mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
@@ -271,6 +271,32 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cluster ------------------------------------------------------------------
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from orchestrator import cluster, etcd_members
+
+    try:
+        if args.cluster_command == "down":
+            stopped = cluster.down(args.dir)
+            print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'} (data kept in {args.dir})")
+            return 0
+        urls = cluster.up(args.dir, args.nodes)
+    except (cluster.ClusterError, etcd_members.EtcdMissing, TimeoutError) as e:
+        raise CommandError(str(e)) from e
+    base = args.dir.resolve()
+    layout = cluster._load(base)
+    assert layout is not None
+    print(f"etcd: {','.join(m.client_url for m in layout.members(base))}")
+    for i, url in enumerate(urls):
+        print(f"node{i + 1}: {url}  (data dir {base / f'node{i + 1}'}, log {base / f'node{i + 1}.log'})")
+    print(f"client keys: {base / 'node1' / 'keys'} (admin.pem: every role)")
+    print(f"  orchestrator call --url {urls[-1]} --data-dir {base / 'node1'} GET /ledger/head")
+    print(f"stop with: orchestrator cluster down --dir {args.dir}")
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------
 
 
@@ -397,6 +423,18 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     )
     _with_settings(p, KEYS_NEW, base)
     p.set_defaults(func=_cmd_keys_new)
+
+    group = commands.add_parser(
+        "cluster", help="several nodes and their etcd members on loopback, to try them on one machine")
+    cluster_commands = group.add_subparsers(dest="cluster_command", required=True)
+    p = cluster_commands.add_parser(
+        "up", help="start N etcd members and N ledger nodes (made the first time) and print their URLs")
+    p.add_argument("--nodes", type=int, default=3, metavar="N", help="how many nodes (default: 3)")
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR", help="where the nodes and members keep their data")
+    p.set_defaults(func=_cmd_cluster)
+    p = cluster_commands.add_parser("down", help="stop what `cluster up` started in DIR (the data stays)")
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR")
+    p.set_defaults(func=_cmd_cluster)
     return top
 
 
