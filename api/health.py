@@ -25,12 +25,16 @@ class Probed(Protocol):
     def state_lag(self) -> int: ...
 
     def witness_report(self) -> dict[str, Any] | None: ...
+    def order_trouble(self) -> str | None: ...
 
 
 async def readiness(ledger: Probed, grace_s: float = LAG_GRACE_S) -> str | None:
     """None when the ledger can serve; otherwise why not, in a sentence (looks again without blocking the loop)."""
     if ledger.write_error is not None:
         return f"the last log write failed: {ledger.write_error}"
+    trouble = ledger.order_trouble()
+    if trouble is not None:
+        return f"writes cannot be ordered: {trouble} (reads go on)"
     deadline = time.monotonic() + grace_s
     while True:
         lag = ledger.state_lag()

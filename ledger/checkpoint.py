@@ -13,8 +13,8 @@ and the key name is the ledger's origin. :func:`vkey` gives the C2SP verifier ke
 
 import base64
 import hashlib
-import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -78,16 +78,19 @@ def sign(checkpoint: Checkpoint, key: Ed25519PrivateKey) -> str:
     return f"{body}\n{_DASH} {checkpoint.origin} {blob}\n"
 
 
-def open_note(note: str, name: str, public: Ed25519PublicKey) -> Checkpoint:
-    """Verify a signed checkpoint note with the given key; return the checkpoint it holds.
+def open_note(note: str, name: str, public: Ed25519PublicKey | Sequence[Ed25519PublicKey]) -> Checkpoint:
+    """Verify a signed checkpoint note with the given key, or with any one of the given keys
+    (the node keys of a ledger several nodes run); return the checkpoint it holds.
 
-    Raises CheckpointError naming what does not hold.
+    Raises CheckpointError naming what does not hold: no signature by any of the keys, or one
+    by such a key that does not verify.
     """
     body, sep, signatures = note.partition("\n\n")
     if not sep or not body:
         raise CheckpointError("note has no signature block")
     body += "\n"
-    wanted = key_id(name, public)
+    publics = [public] if isinstance(public, Ed25519PublicKey) else list(public)
+    wanted = {key_id(name, key): key for key in publics}
     verified = False
     for line in signatures.splitlines():
         prefix = f"{_DASH} {name} "
@@ -97,10 +100,11 @@ def open_note(note: str, name: str, public: Ed25519PublicKey) -> Checkpoint:
             blob = base64.b64decode(line[len(prefix) :], validate=True)
         except ValueError as e:
             raise CheckpointError("malformed signature line") from e
-        if len(blob) != 68 or not hmac.compare_digest(blob[:4], wanted):
+        signer = wanted.get(blob[:4]) if len(blob) == 68 else None
+        if signer is None:
             continue
         try:
-            public.verify(blob[4:], body.encode())
+            signer.verify(blob[4:], body.encode())
         except InvalidSignature as e:
             raise CheckpointError(f"checkpoint signature by {name!r} does not verify") from e
         verified = True

@@ -26,7 +26,7 @@ from ledger import checkpoint, keys
 from ledger.entry import decode
 from ledger.errors import IntegrityError, LedgerError, StorageError
 from ledger.log import Log
-from ledger.membership import genesis_settings
+from ledger.membership import genesis_settings, node_keys
 from ledger.store import Store
 
 PART = "checkpoint file"
@@ -130,8 +130,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise StorageError(f"cannot write {path}: {e.strerror}") from e
 
 
-def genesis_key(log: Log) -> tuple[str, Ed25519PublicKey]:
-    """The ledger's origin and node public key, from the log's genesis entry."""
+def genesis_key(log: Log) -> tuple[str, list[Ed25519PublicKey]]:
+    """The ledger's origin and node public keys, from the log's genesis entry."""
     try:
         entry = decode(log.raw(0))
         if entry.genesis is None:
@@ -139,7 +139,7 @@ def genesis_key(log: Log) -> tuple[str, Ed25519PublicKey]:
         settings = genesis_settings(entry.genesis)
     except LedgerError as e:
         raise CheckpointFileError(0, f"genesis: {e.message}") from e
-    return settings["origin"], keys.public_from_b64(settings["node_key"])
+    return settings["origin"], [keys.public_from_b64(public) for public in node_keys(settings).values()]
 
 
 def read_signed(file: CheckpointFile, log: Log) -> tuple[str, checkpoint.Checkpoint] | None:

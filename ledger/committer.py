@@ -52,7 +52,7 @@ class Committer:
         is then durable); a failed state write only leaves state behind (see recover)."""
         if batch.raws:
             started = time.perf_counter()
-            log_writes, root = self.log.prepare(batch.before.size, batch.raws)
+            log_writes, root = self.log.prepare(batch.before.size, batch.raws, batch.after.position)
             note = self.notary.sign(batch.after.size, root, batch.after.digest)
             try:
                 self.log.commit(log_writes, note)  # durability point

@@ -19,6 +19,8 @@ class LedgerConfig:
     #: The URLs this node answers to: a request whose signed authority is not one of theirs is
     #: refused (421). None accepts any authority (in-process use; the server always sets it).
     public_urls: tuple[str, ...] | None = None
+    #: etcd client URLs of the cluster that orders this node's writes (empty: the local sequencer).
+    etcd: tuple[str, ...] = ()
 
     @property
     def log_dir(self) -> Path:
@@ -42,6 +44,11 @@ class LedgerConfig:
     def witnessed_file(self) -> Path:
         """The newest checkpoint a quorum of witnesses cosigned (see ledger/witnessing.py)."""
         return self.data_dir / "witnessed"
+
+    @property
+    def genesis_file(self) -> Path:
+        """The genesis entry's bytes, for other nodes to join from (several nodes only)."""
+        return self.data_dir / "genesis.json"
 
     @property
     def keys_dir(self) -> Path:

@@ -100,6 +100,13 @@ class StorageError(LedgerError):
     default_title = "Storage unavailable"
 
 
+class OrderingError(StorageError):
+    """The etcd cluster that orders this node's writes cannot order them now (unreachable, no
+    quorum, shutting down): 503, nothing of the write is kept by this node."""
+
+    default_title = "Ordering unavailable"
+
+
 class InternalError(LedgerError):
     """A bug: the engine failed on a transaction it should have accepted or rejected."""
 

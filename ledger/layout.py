@@ -9,11 +9,15 @@ The log (precious; see :mod:`ledger.log` and :mod:`ledger.merkle`):
     size                                 -> n8, the number of entries
     t<level byte><n8 index>              -> Merkle tree node (RFC 9162)
     checkpoint                           -> the latest signed checkpoint note
+    position                             -> the sequencer position the last appended batch reached
+                                            (several nodes: where the etcd watch resumes)
 
 State (derived from the log by the state machine; replay rebuilds it):
 
     s/applied, s/digest, s/genesis       -> bookkeeping: entries applied, running digest, genesis
                                             leaf (not part of the digest)
+    s/position                           -> bookkeeping: the sequencer position applied (absent
+                                            with the local sequencer)
     m/config                             -> the ledger's settings from its genesis
     m/member/<key id>                    -> membership record
     m/nonce/<key id>\\0<nonce>            -> n8 seq of the accepted write that used the nonce
@@ -54,6 +58,7 @@ ENTRY_PREFIX = b"e"
 SIZE_KEY = b"size"
 CHECKPOINT_KEY = b"checkpoint"
 TREE_PREFIX = b"t"
+LOG_POSITION_KEY = b"position"
 
 
 def entry_key(seq: int) -> bytes:
@@ -66,6 +71,7 @@ META_PREFIX = b"s/"
 APPLIED_KEY = b"s/applied"
 DIGEST_KEY = b"s/digest"
 GENESIS_KEY = b"s/genesis"
+POSITION_KEY = b"s/position"
 
 # -- state: the state machine's records ------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ledger import merkle
 from ledger.errors import IntegrityError
-from ledger.layout import CHECKPOINT_KEY, ENTRY_PREFIX, SIZE_KEY, entry_key, from_n8, n8
+from ledger.layout import CHECKPOINT_KEY, ENTRY_PREFIX, LOG_POSITION_KEY, SIZE_KEY, entry_key, from_n8, n8
 from ledger.store import Store, Writes
 
 if TYPE_CHECKING:
@@ -48,6 +48,10 @@ class Log:
         if expected < end:
             raise IntegrityError(f"entry {expected} is missing from the log")
 
+    def position(self) -> bytes:
+        """The sequencer position the last appended batch reached (empty: none recorded)."""
+        return self.store.get(LOG_POSITION_KEY) or b""
+
     def tree(self) -> merkle.Tree:
         return merkle.Tree(self.store.get)
 
@@ -58,8 +62,11 @@ class Log:
         except UnicodeDecodeError as e:
             raise IntegrityError(f"the log's checkpoint is not UTF-8 text (byte {e.start})") from e
 
-    def prepare(self, first_seq: int, raws: list[bytes]) -> tuple[dict[bytes, bytes | None], bytes]:
-        """The batch appending entries first_seq.., and the tree root after it (to sign).
+    def prepare(
+        self, first_seq: int, raws: list[bytes], position: bytes = b""
+    ) -> tuple[dict[bytes, bytes | None], bytes]:
+        """The batch appending entries first_seq.., and the tree root after it (to sign); with the
+        sequencer position it reaches, if any, so that the log says how far the order was applied.
 
         Raises IntegrityError if that tree is smaller than one the checkpoint file signs."""
         if self.checkpoint_file is not None:
@@ -67,6 +74,8 @@ class Log:
         writes: dict[bytes, bytes | None] = {entry_key(first_seq + i): raw for i, raw in enumerate(raws)}
         writes.update(merkle.integrate(first_seq, [merkle.leaf_hash(raw) for raw in raws], self.store.get))
         writes[SIZE_KEY] = n8(first_seq + len(raws))
+        if position:
+            writes[LOG_POSITION_KEY] = position
 
         def read(key: bytes) -> bytes | None:
             return writes[key] if key in writes else self.store.get(key)

@@ -165,6 +165,8 @@ def _apply_genesis(txn: Txn, entry: Entry, genesis: dict[str, Any]) -> Outcome:
         "signature_window": genesis["signature_window"],
         "max_uplets_per_write": genesis.get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE),
     }
+    if "node_keys" in genesis:  # several nodes (absent from single-node ledgers: their digests stay)
+        settings["node_keys"] = genesis["node_keys"]
     txn.put_json(CONFIG_KEY, settings)
     for record in genesis["members"]:
         membership.put_genesis_member(txn, record)

@@ -159,6 +159,8 @@ def genesis_settings(genesis: Any) -> dict[str, Any]:
     if not isinstance(genesis["origin"], str) or not genesis["origin"]:
         raise ValidationError("genesis field 'origin' must be a non-empty string")
     _genesis_key("node_key", genesis["node_key"])
+    if "node_keys" in genesis:
+        _genesis_node_keys(genesis)
     window = genesis["signature_window"]
     if type(window) is not int or window <= 0:
         raise ValidationError("genesis field 'signature_window' must be a positive integer")
@@ -173,6 +175,32 @@ def genesis_settings(genesis: Any) -> dict[str, Any]:
         if not isinstance(record["roles"], list) or not all(isinstance(r, str) for r in record["roles"]):
             raise ValidationError(f"genesis field 'members[{i}].roles' must be a list of role names")
     return genesis
+
+
+def _genesis_node_keys(genesis: dict[str, Any]) -> None:
+    listed = genesis["node_keys"]
+    if not isinstance(listed, list) or not listed:
+        raise ValidationError("genesis field 'node_keys' must be a non-empty list")
+    names = []
+    for i, record in enumerate(listed):
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str) or not record["name"]:
+            raise ValidationError(f"genesis node_keys[{i}] must be an object with a name and a public_key")
+        _genesis_key(f"node_keys[{i}].public_key", record.get("public_key"))
+        names.append(record["name"])
+    if len(set(names)) != len(names):
+        raise ValidationError("genesis node_keys name a node twice")
+    if genesis["node_key"] not in [record["public_key"] for record in listed]:
+        raise ValidationError("genesis field 'node_key' must be one of its node_keys")
+
+
+def node_keys(settings: dict[str, Any]) -> dict[str, str]:
+    """The ledger's node keys, name -> base64 public key, from its genesis or its settings: the
+    nodes whose signed checkpoints count. A single-node genesis (no ``node_keys``) has one,
+    named after the origin."""
+    listed = settings.get("node_keys")
+    if isinstance(listed, list):
+        return {str(record["name"]): str(record["public_key"]) for record in listed}
+    return {str(settings["origin"]): str(settings["node_key"])}
 
 
 def _genesis_key(name: str, value: Any) -> None:

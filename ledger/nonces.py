@@ -91,6 +91,13 @@ class NonceCache:
         if seen.refusal is not None:
             raise _copy(seen.refusal)
 
+    def refusal(self, key_id: str, nonce: str, fingerprint: bytes) -> LedgerError | None:
+        """The refusal remembered for this signed request, if it was refused (a fresh copy)."""
+        seen = self._seen.get((key_id, nonce))
+        if seen is None or seen.fingerprint != fingerprint or seen.refusal is None:
+            return None
+        return _copy(seen.refusal)
+
     def refuse(
         self, key_id: str, nonce: str, fingerprint: bytes, error: LedgerError, now_s: int, *, verified: bool = True
     ) -> None:

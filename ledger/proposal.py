@@ -23,10 +23,15 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Ordered:
-    """A proposal in its place in the order, with the time (Unix ms) its sequencer read then."""
+    """A proposal in its place in the order, with the time (Unix ms) its sequencer read then.
+
+    `position` is the sequencer's bookmark just after this proposal (opaque bytes, ordered as
+    the sequencer orders; empty for the local sequencer): persisted with what was applied, it
+    is where the order resumes after a restart."""
 
     proposal: Proposal
     proposed_ms: int
+    position: bytes = b""
 
 
 @dataclass(frozen=True)

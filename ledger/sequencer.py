@@ -4,7 +4,12 @@ A :class:`Sequencer` takes proposals and hands them back ordered, in groups, eac
 time its clock read; it does not apply or store anything (like etcd-io/raft handing the
 application its committed entries). The ledger's pipeline asks for the next group, applies
 it and persists it. :class:`LocalSequencer` is the embedded default: one in-process queue
-and the node's clock.
+and the node's clock. :class:`ledger.etcd_sequencer.EtcdSequencer` takes its order from an
+etcd cluster, shared by several nodes.
+
+The ledger starts its sequencer with the head it resumes from (its position: where the order
+goes on; its time: no proposal is stamped behind it by the local sequencer) and itself as the
+:class:`Waiters` to tell about proposals that end up ordered other than through next_group.
 """
 
 import threading
@@ -13,11 +18,31 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from ledger.errors import StorageError
+from ledger.batch import Head
+from ledger.errors import LedgerError, StorageError
 from ledger.proposal import Ordered, Proposal
 
 
+class Waiters(Protocol):
+    """Who waits for proposals' outcomes (the ledger): told when one cannot be ordered here."""
+
+    def unordered(self, proposal: Proposal, error: LedgerError) -> None:
+        """`proposal` will not come out of next_group from this proposing: its waiter gets `error`
+        (which may say that it could still have been ordered: a resend learns its outcome)."""
+        ...
+
+    def ordered_before(self, proposal: Proposal, position: bytes) -> None:
+        """The same signed request was already ordered (proposed by another node, or earlier):
+        its outcome is the one applied at `position`, now or once the pipeline gets there."""
+        ...
+
+
 class Sequencer(Protocol):
+    def start(self, head: Head, waiters: Waiters) -> None:
+        """Begin: order after head.position (the last one applied), telling `waiters` of
+        proposals that will not come out of next_group."""
+        ...
+
     def propose(self, proposal: Proposal) -> None:
         """Hand a proposal over to be ordered; raises StorageError when it cannot take it."""
         ...
@@ -31,12 +56,18 @@ class Sequencer(Protocol):
         """Take no more proposals; next_group drains what is queued, then returns None."""
         ...
 
+    def trouble(self) -> str | None:
+        """Why writes cannot be ordered now, in a sentence (None: they can)."""
+        ...
+
 
 class LocalSequencer:
     """One queue, ordered by arrival, and the node's clock read once per group.
 
     A group is whatever queued while the previous one was being committed (no timer): group
-    size follows load.
+    size follows load. Its time never goes back: a clock set back leaves groups at the latest
+    time read (at least the head's time), so a proposal here is never behind the ledger's time
+    (``apply_batch`` refuses those only when another node's clock proposed them).
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -44,6 +75,10 @@ class LocalSequencer:
         self._queue: deque[Proposal] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._floor_ms = 0
+
+    def start(self, head: Head, waiters: Waiters) -> None:
+        self._floor_ms = max(self._floor_ms, head.time_ms)
 
     def propose(self, proposal: Proposal) -> None:
         with self._cond:
@@ -59,13 +94,16 @@ class LocalSequencer:
             if not self._queue:
                 return None
             group = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
-        now_ms = int(self.clock() * 1000)
+        now_ms = self._floor_ms = max(int(self.clock() * 1000), self._floor_ms)
         return [Ordered(proposal, now_ms) for proposal in group]
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def trouble(self) -> str | None:
+        return None
 
     def queued(self) -> int:
         """Proposals waiting for the next group."""

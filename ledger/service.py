@@ -23,7 +23,19 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint, checkpoint_file, ed25519, httpsig, keys, machine, query, receipt, routes, tiles
+from ledger import (
+    checkpoint,
+    checkpoint_file,
+    ed25519,
+    httpsig,
+    keys,
+    machine,
+    membership,
+    query,
+    receipt,
+    routes,
+    tiles,
+)
 from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
@@ -41,7 +53,7 @@ from ledger.errors import (
 from ledger.layout import nonce_key
 from ledger.log import Log
 from ledger.nonces import NonceCache, refusable, replay
-from ledger.proposal import Committed, Ordered, Proposal
+from ledger.proposal import Committed, Ordered, Proposal, Receipt
 from ledger.sequencer import LocalSequencer, Sequencer
 from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
@@ -75,8 +87,12 @@ class Ledger:
         head = catch_up(self.log, state_store)
         settings = machine.config(state_store)
         self.origin = str(settings["origin"])
-        if keys.public_b64(self.node_key) != settings["node_key"]:
-            raise StorageError(f"the node key does not match the ledger's genesis ({config.node_key_file})")
+        mine = keys.public_b64(self.node_key)
+        named = [name for name, public in membership.node_keys(settings).items() if public == mine]
+        if not named:
+            raise StorageError(f"the node key is not one of the ledger's genesis node keys ({config.node_key_file})")
+        #: This node's name among the genesis node keys (the origin on a single-node ledger).
+        self.node_name = named[0]
         self.window = int(settings["signature_window"])
         self.sequencer = sequencer
         self.committer = Committer(self.log, state_store, Notary(self.origin, node_key), on_group=on_group)
@@ -87,6 +103,8 @@ class Ledger:
         self._head = head
         self._head_lock = threading.Lock()
         self._waiting: dict[bytes, Future[Committed]] = {}  # fingerprint -> the future of its proposal
+        self._earlier: list[tuple[bytes, Proposal]] = []  # ordered before, at or before that position
+        self._earlier_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         #: Collects witness cosignatures off the write path, once attached (:meth:`witness`).
         self.witnessing: Witnessing | None = None
@@ -94,7 +112,8 @@ class Ledger:
 
     @classmethod
     def open(cls, config: LedgerConfig, *, sequencer: Sequencer | None = None, **kwargs: Any) -> "Ledger":
-        """Open the data dir's stores and start the ledger (with a LocalSequencer unless one is given).
+        """Open the data dir's stores and start the ledger (unless a sequencer is given: an
+        EtcdSequencer on config.etcd when it names endpoints, else a LocalSequencer).
 
         Raises StorageError if the data dir is missing or in use."""
         if not config.log_dir.exists():
@@ -111,7 +130,7 @@ class Ledger:
             clock = kwargs.get("clock", time.time)
             ledger = cls(
                 config, opened[0], opened[1], nonce_store=opened[2], node_key=node_key,
-                sequencer=sequencer if sequencer is not None else LocalSequencer(clock),
+                sequencer=sequencer if sequencer is not None else _sequencer(config, clock),
                 checkpoint_path=config.checkpoint_file, **kwargs,
             )
         except BaseException:
@@ -134,6 +153,7 @@ class Ledger:
     def start(self) -> "Ledger":
         """Start the pipeline thread (once)."""
         if self._thread is None:
+            self.sequencer.start(self._current(), self)
             self._thread = threading.Thread(target=self._run, name="ledger-pipeline", daemon=True)
             self._thread.start()
         return self
@@ -276,15 +296,18 @@ class Ledger:
             return
         if batch.raws:
             self.write_error = None
-        with self._head_lock:
-            self._head = batch.after
-        if batch.raws and self.witnessing is not None:
-            self.witnessing.notify()
         now_s = int(self.clock())
         for ordered, outcome in zip(group, batch.outcomes, strict=True):
             proposal = ordered.proposal
             if isinstance(outcome, LedgerError) and refusable(outcome):
                 self.nonces.refuse(proposal.key_id, proposal.nonce, proposal.fingerprint, outcome, now_s)
+        # Refusals are remembered before the head moves: ordered_before answers from them once it has.
+        with self._head_lock:
+            self._head = batch.after
+        if batch.raws and self.witnessing is not None:
+            self.witnessing.notify()
+        for ordered, outcome in zip(group, batch.outcomes, strict=True):
+            proposal = ordered.proposal
             future = self._waiting.pop(proposal.fingerprint, None)
             if future is None or future.done():
                 continue
@@ -292,6 +315,51 @@ class Ledger:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        self._settle_earlier()
+
+    # -- what the sequencer tells (ledger.sequencer.Waiters) ----------------------------
+
+    def unordered(self, proposal: Proposal, error: LedgerError) -> None:
+        """The sequencer could not order this proposal: its waiter gets the error."""
+        future = self._waiting.pop(proposal.fingerprint, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def ordered_before(self, proposal: Proposal, position: bytes) -> None:
+        """The same signed request was ordered already, at or before `position`: once applied
+        there, its waiter gets what it became (the recorded outcome, or the refusal remembered
+        with its nonce), unless the pipeline resolved it on the way.
+
+        Whoever pops the waiter resolves it (this, or the pipeline applying it), once."""
+        with self._earlier_lock:
+            self._earlier.append((position, proposal))
+        self._settle_earlier()
+
+    def _settle_earlier(self) -> None:
+        """Answer the waiters of proposals ordered before, up to the position applied."""
+        if not self._earlier:
+            return
+        with self._head_lock:
+            applied = self._head.position
+        with self._earlier_lock:
+            due = [proposal for position, proposal in self._earlier if position <= applied]
+            self._earlier = [(position, proposal) for position, proposal in self._earlier if position > applied]
+        for proposal in due:
+            self._answer_from_records(proposal)
+
+    def _answer_from_records(self, proposal: Proposal) -> None:
+        future = self._waiting.pop(proposal.fingerprint, None)
+        if future is None or future.done():
+            return
+        recorded = machine.recorded_outcome(self.state, proposal.fingerprint)
+        if recorded is not None:
+            seq, outcome, leaf_hex = recorded
+            future.set_result(Committed(outcome.status, outcome.body, Receipt(seq, leaf_hex), resent=True))
+            return
+        refusal = self.nonces.refusal(proposal.key_id, proposal.nonce, proposal.fingerprint)
+        future.set_exception(refusal if refusal is not None else StorageError(
+            "this signed request was ordered before, but what became of it is no longer known on this node: "
+            "sign the request again"))
 
     def _resolve_all(self, group: list[Ordered], error: LedgerError) -> None:
         for ordered in group:
@@ -309,6 +377,10 @@ class Ledger:
     def _current(self) -> Head:
         with self._head_lock:
             return self._head
+
+    def order_trouble(self) -> str | None:
+        """Why this node's sequencer cannot order writes now (None: it can)."""
+        return self.sequencer.trouble()
 
     def state_lag(self) -> int:
         """Log entries the state store has not applied yet (0 when caught up)."""
@@ -412,6 +484,14 @@ class Ledger:
             "second_root": _b64(tree.root(second)),
             "proof": [_b64(p) for p in tree.consistency(first, second)],
         }
+
+
+def _sequencer(config: LedgerConfig, clock: Callable[[], float]) -> Sequencer:
+    if not config.etcd:
+        return LocalSequencer(clock)
+    from ledger.etcd_sequencer import EtcdSequencer  # gRPC only for a node that uses etcd
+
+    return EtcdSequencer(config.etcd, clock=clock)
 
 
 def _resent(first: "Future[Committed]") -> "Future[Committed]":

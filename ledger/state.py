@@ -1,8 +1,13 @@
 """Materialized state: catching the state store up with the log, live or in replay.
 
-The state's bookkeeping keys (``s/applied``, ``s/digest``, ``s/genesis``; see
+The state's bookkeeping keys (``s/applied``, ``s/digest``, ``s/genesis``, ``s/position``; see
 :mod:`ledger.layout`) are not part of the digest; ``s/genesis`` ties a state directory
 to its ledger.
+
+The sequencer position (how far the order was applied) is written with every state batch and
+with every log batch that appends. State level with the log holds the latest one (a group that
+only refused advances it in state alone); state behind the log lost at least the last log
+batch's state write, so the log's position, written with that batch, is the later one.
 """
 
 from collections.abc import Callable
@@ -11,7 +16,7 @@ from dataclasses import dataclass
 from ledger.batch import EMPTY_DIGEST, Head, apply_batch
 from ledger.entry import decode, leaf_hash
 from ledger.errors import IntegrityError
-from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, from_n8
+from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, POSITION_KEY, from_n8
 from ledger.log import Log
 from ledger.store import Store
 
@@ -24,6 +29,7 @@ class StateMeta:
     applied: int
     digest: bytes
     genesis: bytes | None
+    position: bytes = b""
 
 
 def read_meta(store: Store) -> StateMeta:
@@ -32,6 +38,7 @@ def read_meta(store: Store) -> StateMeta:
         from_n8(applied) if applied is not None else 0,
         store.get(DIGEST_KEY) or EMPTY_DIGEST,
         store.get(GENESIS_KEY),
+        store.get(POSITION_KEY) or b"",
     )
 
 
@@ -50,7 +57,8 @@ def catch_up(log: Log, store: Store, *, to: int | None = None, progress: Progres
     if meta.applied > size:
         raise IntegrityError(f"state has {meta.applied} entries applied but the log holds only {size}")
     last_time = decode(log.raw(meta.applied - 1)).time_ms if meta.applied else 0
-    head = Head(meta.applied, meta.digest, last_time, meta.genesis or b"")
+    position = meta.position if meta.applied == size else log.position()
+    head = Head(meta.applied, meta.digest, last_time, meta.genesis or b"", position)
     chunk = []
     for seq, raw in log.raws(head.size, end):
         chunk.append(decode(raw))

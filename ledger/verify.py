@@ -25,7 +25,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import checkpoint, cosignature, ed25519, httpsig, keys, machine, merkle
+from ledger import checkpoint, cosignature, ed25519, httpsig, keys, machine, membership, merkle
 from ledger.batch import Head, RejectedEntry, apply_batch
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError, StorageError
@@ -171,7 +171,7 @@ class _Replayed:
     leaves: list[bytes]
     signers: set[str]
     origin: str
-    node_public: Ed25519PublicKey
+    node_public: list[Ed25519PublicKey]  # the node keys: a checkpoint signed by any of them counts
 
 
 def _claimed(source: Source) -> tuple[str, int, int]:
@@ -368,11 +368,11 @@ def _check_batch(batch: list[tuple[int, bytes, str | None]]) -> list[tuple[int, 
     return results
 
 
-def _genesis_identity(entry: Entry) -> tuple[str, Ed25519PublicKey]:
-    """The ledger's origin and node key, from its genesis entry."""
+def _genesis_identity(entry: Entry) -> tuple[str, list[Ed25519PublicKey]]:
+    """The ledger's origin and node keys (a checkpoint signed by any of them counts), from its genesis."""
     try:
         genesis = entry.genesis or {}
-        return str(genesis["origin"]), keys.public_from_b64(genesis["node_key"])
+        return str(genesis["origin"]), [keys.public_from_b64(k) for k in membership.node_keys(genesis).values()]
     except (KeyError, TypeError, ValueError) as e:
         raise VerificationError(0, f"malformed genesis: {e!r}") from e
 
@@ -422,7 +422,7 @@ def _altered(seq: int) -> VerificationError:
     return VerificationError(seq, "entry bytes differ from those appended (stored leaf hash and checkpoint disagree)")
 
 
-def _signed_root(note: str, origin: str, public: Ed25519PublicKey | None) -> bytes | None:
+def _signed_root(note: str, origin: str, public: list[Ed25519PublicKey] | None) -> bytes | None:
     if public is None:
         return None
     try:
@@ -442,7 +442,9 @@ def _guarded(raws: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
         raise VerificationError(seq, e.message) from e
 
 
-def _check_checkpoint(note: str, origin: str, public: Ed25519PublicKey, root: bytes, digest: bytes, size: int) -> None:
+def _check_checkpoint(
+    note: str, origin: str, public: list[Ed25519PublicKey], root: bytes, digest: bytes, size: int
+) -> None:
     try:
         signed = checkpoint.open_note(note, origin, public)
     except IntegrityError as e:
@@ -475,7 +477,7 @@ def _check_trusted(
     source: Source,
     trusted: str,
     origin: str,
-    public: Ed25519PublicKey,
+    public: list[Ed25519PublicKey],
     tree: merkle.Tree,
     size: int,
     root: bytes,
@@ -502,7 +504,7 @@ def _check_witnessed(
     witnesses: Sequence[cosignature.WitnessKey],
     quorum: int,
     origin: str,
-    public: Ed25519PublicKey,
+    public: list[Ed25519PublicKey],
     tree: merkle.Tree,
     size: int,
     root: bytes,

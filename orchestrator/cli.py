@@ -1,4 +1,5 @@
-"""`orchestrator init | serve | replay | verify | audit | verify-receipt | call | keys new | vkey | witness ...`.
+"""`orchestrator init | serve | replay | verify | audit | verify-receipt | call | keys new | vkey | witness ... |
+cluster up | cluster down`.
 
 Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
 :mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
@@ -31,7 +32,7 @@ INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
     "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
     "log_level", "signature_window", "max_uplets_per_write", "public_url", "witness", "witness_quorum",
-    "witness_timeout", "public_log",
+    "witness_timeout", "public_log", "etcd",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
@@ -47,14 +48,31 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from ledger.genesis import KeySpec, init
+    from ledger.genesis import KeySpec, init, join
 
     s = _settings(args)
+    if args.join is not None:
+        if args.node_key is None:
+            raise CommandError("--join needs --node-key PEM: this node's private key, one the genesis lists")
+        if args.key or args.node:
+            raise CommandError("--join takes the genesis as it is: no --key or --node")
+        node_file = join(s.ledger_config(), args.join, args.node_key)
+        print(f"joined the ledger of {args.join} in {s.data_dir}")
+        print(f"  node key written: {node_file}")
+        return 0
+    if args.node_key is not None:
+        raise CommandError("--node-key goes with --join GENESIS")
     specs = [KeySpec.parse(text) for text in args.key]
-    written = init(s.ledger_config(), args.origin, specs)
+    written = init(s.ledger_config(), args.origin, specs, nodes=args.node)
     print(f"created ledger {args.origin!r} in {s.data_dir}")
     for path in written:
         print(f"  key written: {path}")
+    if args.node:
+        genesis = s.ledger_config().genesis_file
+        print(f"  this data dir is node {args.node[0]!r}; the genesis is in {genesis}")
+        for name in args.node[1:]:
+            print(f"  node {name!r}: orchestrator init --join {genesis} --node-key "
+                  f"{s.data_dir / 'nodes' / (name + '.pem')} --data-dir DIR")
     return 0
 
 
@@ -381,6 +399,32 @@ def _cmd_vkey(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cluster ------------------------------------------------------------------
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from orchestrator import cluster, etcd_members
+
+    try:
+        if args.cluster_command == "down":
+            stopped = cluster.down(args.dir)
+            print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'} (data kept in {args.dir})")
+            return 0
+        urls = cluster.up(args.dir, args.nodes)
+    except (cluster.ClusterError, etcd_members.EtcdMissing, TimeoutError) as e:
+        raise CommandError(str(e)) from e
+    base = args.dir.resolve()
+    layout = cluster._load(base)
+    assert layout is not None
+    print(f"etcd: {','.join(m.client_url for m in layout.members(base))}")
+    for i, url in enumerate(urls):
+        print(f"node{i + 1}: {url}  (data dir {base / f'node{i + 1}'}, log {base / f'node{i + 1}.log'})")
+    print(f"client keys: {base / 'node1' / 'keys'} (admin.pem: every role)")
+    print(f"  orchestrator call --url {urls[-1]} --data-dir {base / 'node1'} GET /ledger/head")
+    print(f"stop with: orchestrator cluster down --dir {args.dir}")
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------
 
 
@@ -444,6 +488,18 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
         metavar="NAME=ROLE[,ROLE...]",
         help="a client key to create (repeatable); default: admin with every role",
     )
+    p.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a node of the ledger (repeatable): its key goes into the genesis; the first is this data dir's, "
+        "the others are written to DATA_DIR/nodes/NAME.pem for `init --join` (default: one node)",
+    )
+    p.add_argument("--join", type=Path, default=None, metavar="GENESIS",
+                   help="make this data dir one more node of the ledger whose genesis.json this is")
+    p.add_argument("--node-key", type=Path, default=None, metavar="PEM",
+                   help="with --join: this node's private key, one of those the genesis lists")
     _with_settings(p, INIT, base)
     p.set_defaults(func=_cmd_init)
 
@@ -565,6 +621,18 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     )
     _with_settings(p, KEYS_NEW, base)
     p.set_defaults(func=_cmd_keys_new)
+
+    group = commands.add_parser(
+        "cluster", help="several nodes and their etcd members on loopback, to try them on one machine")
+    cluster_commands = group.add_subparsers(dest="cluster_command", required=True)
+    p = cluster_commands.add_parser(
+        "up", help="start N etcd members and N ledger nodes (made the first time) and print their URLs")
+    p.add_argument("--nodes", type=int, default=3, metavar="N", help="how many nodes (default: 3)")
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR", help="where the nodes and members keep their data")
+    p.set_defaults(func=_cmd_cluster)
+    p = cluster_commands.add_parser("down", help="stop what `cluster up` started in DIR (the data stays)")
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR")
+    p.set_defaults(func=_cmd_cluster)
     return top
 
 

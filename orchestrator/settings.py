@@ -88,6 +88,14 @@ def _witnesses(text: str) -> str:
     if len(set(names)) != len(names):
         raise ValueError("each witness (by the name in its vkey) may be given once")
     return ",".join(items)
+def _etcd_urls(text: str) -> str:
+    """Comma-separated etcd client URLs (empty: none)."""
+    from ledger.etcd_codec import endpoint
+
+    urls = [url.strip() for url in text.split(",") if url.strip()]
+    for url in urls:
+        endpoint(url)  # raises ValueError naming the URL
+    return ",".join(urls)
 
 
 def _setting(
@@ -146,6 +154,12 @@ class Settings:
         False, _flag, "BOOL",
         "serve the checkpoint, tiles and entry bundles (GET /checkpoint, /tile/...) without a signature",
     )
+    etcd: str = _setting(
+        "", _etcd_urls, "URLS",
+        "etcd client URLs (http://HOST:PORT, comma-separated) of the cluster that orders this node's writes, "
+        "shared with the ledger's other nodes",
+        shown="none: this node orders its writes alone",
+    )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(
         "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
@@ -163,6 +177,7 @@ class Settings:
             max_uplets_per_write=self.max_uplets_per_write,
             max_group=self.max_group,
             public_urls=self.public_urls(),
+            etcd=tuple(self.etcd.split(",")) if self.etcd else (),
         )
 
     def public_urls(self) -> tuple[str, ...]:

@@ -14,8 +14,9 @@ from ledger import keys
 from ledger.batch import Head, apply_batch
 from ledger.config import LedgerConfig
 from ledger.entry import SignedRequest, decode, encode
-from ledger.errors import UnknownReferenceError
+from ledger.errors import AuthError, UnknownReferenceError
 from ledger.genesis import genesis_entry
+from ledger.layout import POSITION_KEY
 from ledger.proposal import Committed, Ordered, Proposal
 from ledger.service import Ledger
 from ledger.state import catch_up
@@ -30,6 +31,12 @@ class ChosenOrder:
         self._released: list[list[Ordered]] = []
         self._cond = threading.Condition()
         self._closed = False
+
+    def start(self, head: Head, waiters: Any) -> None:
+        pass
+
+    def trouble(self) -> str | None:
+        return None
 
     def propose(self, proposal: Proposal) -> None:
         with self._cond:
@@ -135,3 +142,72 @@ def test_apply_batch_is_pure_and_dedupes_exact_resends() -> None:
     assert isinstance(first, Committed) and isinstance(resent, Committed)
     assert len(batch.raws) == 1 and resent.resent and resent.receipt == first.receipt
     assert batch.after.size == head.size + 1 and batch.after.time_ms >= head.time_ms
+
+
+def test_a_proposal_more_than_the_window_behind_the_ledger_time_is_refused_and_positions_carry() -> None:
+    signer = Signer(keys.private_pem(keys.new_private_key()), "alice")
+    genesis, _ = _genesis(signer)
+    state = MemoryStore()
+    first_batch = apply_batch(state, Head(), [decode(genesis)])
+    state.write(first_batch.state_writes(), sync=False)
+    head = first_batch.after
+
+    def problem() -> Proposal:
+        return _proposal(signer.sign("POST", "/problem", json={"uuid": str(uuid.uuid4()), "workflow":
+                                                                str(uuid.uuid4()), "test_dataset": [],
+                                                                "size_train_dataset": 1}), "alice")
+
+    now = int(time.time() * 1000)
+    window_ms = 300 * 1000
+    batch = apply_batch(state, head, [
+        Ordered(problem(), now + 60_000, b"p1"),  # a clock a minute ahead moves ledger time
+        Ordered(problem(), now + 60_000 - window_ms, b"p2"),  # exactly the window behind: accepted
+        Ordered(problem(), now + 60_000 - window_ms - 1, b"p3"),  # one ms more: refused
+    ])
+    first, second, third = batch.outcomes
+    assert isinstance(first, Committed) and isinstance(second, Committed)
+    assert isinstance(third, AuthError) and third.reason == "clock" and "behind" in third.message
+    assert len(batch.raws) == 2 and batch.after.time_ms == now + 60_000
+    assert batch.after.position == b"p3"  # a refusal still moves the position
+    assert batch.after.meta_writes()[POSITION_KEY] == b"p3"
+
+
+def test_the_local_sequencer_never_stamps_behind_the_head_it_starts_from() -> None:
+    from ledger.sequencer import LocalSequencer
+
+    clock_s = [1000.0]
+    sequencer = LocalSequencer(lambda: clock_s[0])
+    sequencer.start(Head(time_ms=5_000_000), None)  # type: ignore[arg-type]
+    proposal = Proposal(SignedRequest("POST", "http://x/problem", {}, b"{}"), "alice", "n", b"f")
+    sequencer.propose(proposal)
+    group = sequencer.next_group(10)
+    assert group is not None and group[0].proposed_ms == 5_000_000  # the clock read 1,000,000
+    clock_s[0] = 6000.0
+    sequencer.propose(proposal)
+    group = sequencer.next_group(10)
+    assert group is not None and group[0].proposed_ms == 6_000_000
+    clock_s[0] = 10.0  # set back: the groups keep the latest time
+    sequencer.propose(proposal)
+    group = sequencer.next_group(10)
+    assert group is not None and group[0].proposed_ms == 6_000_000
+
+
+def test_catch_up_resumes_from_the_later_of_the_log_and_state_positions() -> None:
+    from ledger.log import Log
+
+    signer = Signer(keys.private_pem(keys.new_private_key()), "alice")
+    genesis, _ = _genesis(signer)
+    log = Log(MemoryStore())
+    log.append(0, [genesis])
+    state = MemoryStore()
+    head = catch_up(log, state)
+    proposal = _proposal(signer.sign("POST", "/problem", json={"uuid": str(uuid.uuid4()), "workflow":
+                                                                str(uuid.uuid4()), "test_dataset": [],
+                                                                "size_train_dataset": 1}), "alice")
+    batch = apply_batch(state, head, [Ordered(proposal, int(time.time() * 1000), b"r2")])
+    log.commit(log.prepare(batch.before.size, batch.raws, batch.after.position)[0])
+    # The state write of that batch was lost: the log's position is the one to resume from.
+    assert catch_up(log, state).position == b"r2"
+    # A later group that only refused moved the position in state alone: state's is the later one.
+    state.write({POSITION_KEY: b"r3"}, sync=False)
+    assert catch_up(log, state).position == b"r3"
