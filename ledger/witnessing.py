@@ -35,6 +35,8 @@ INTERVAL_S = 0.25
 RETRY_MAX_S = 30.0
 #: Checkpoint sizes whose cosignatures are kept while waiting for a quorum.
 KEPT_SIZES = 32
+#: Waiters for a witnessed note (receipts) held before the cancelled ones are dropped.
+MAX_WAITERS = 1024
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ class Witnessing:
             if self._served is not None and self._served_size > seq:
                 future.set_result(self._served)
             else:
+                if len(self._waiters) >= MAX_WAITERS:  # witnesses away: drop those that gave up waiting
+                    self._waiters = [(s, f) for s, f in self._waiters if not f.cancelled()]
                 self._waiters.append((seq, future))
         return future
 

@@ -196,3 +196,21 @@ def evidence(directory: Path, origin: str) -> list[tuple[Path, Path]]:
     kept = directory / "logs" / origin_hash(origin) / "evidence"
     return [(kept / f"{n}-held.note", kept / f"{n}-refused.txt")
             for n in sorted(int(p.name.split("-")[0]) for p in kept.glob("*-refused.txt"))]
+
+
+def test_serve_refuses_a_quorum_above_its_witnesses_and_bad_witness_flags(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    vkey = "witness.test/w+00000000+BA" + "A" * 42
+    bad = orchestrator("serve", "--data-dir", str(data), "--bind", f"127.0.0.1:{free_port()}", "--witness",
+                       f"http://127.0.0.1:9={vkey}", check=False)
+    assert bad.returncode == 2 and "key id does not match" in bad.stderr, bad.stderr
+    from ledger.cosignature import WitnessKey
+    from ledger.keys import new_private_key
+
+    good = WitnessKey("witness.test/w", new_private_key().public_key()).vkey()
+    over = orchestrator("serve", "--data-dir", str(data), "--bind", f"127.0.0.1:{free_port()}", "--witness",
+                        f"http://127.0.0.1:9={good}", "--witness-quorum", "2", check=False)
+    assert over.returncode == 2 and "--witness-quorum 2 is more than the 1 witness" in over.stderr, over.stderr
+    assert not data.exists()  # refused before anything was created
+    audit = orchestrator("audit", "--quorum", "1", check=False)
+    assert audit.returncode == 2 and "--quorum 1 needs at least 1 --witness" in audit.stderr, audit.stderr
