@@ -25,6 +25,11 @@ class Watched(Protocol):
     def state_lag(self) -> int: ...
 
 
+class Waiting(Protocol):
+    @property
+    def waiting(self) -> int: ...
+
+
 class Metrics:
     """The app's instruments. ``on_group`` is the writer's hook (Ledger.open(on_group=...))."""
 
@@ -55,6 +60,9 @@ class Metrics:
         self.state_lag = Gauge(
             "orchestrator_state_lag_entries", "Log entries not yet applied to the state store", registry=r
         )
+        self.waiting = Gauge(
+            "orchestrator_waiting_requests", "Requests waiting for the ledger to change (wait=S)", registry=r
+        )
 
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._observed: deque[tuple[str, str, int, float]] = deque()
@@ -64,6 +72,10 @@ class Metrics:
         """Read the log size and state lag from ``ledger`` at each scrape."""
         self.log_size.set_function(lambda: ledger.head()[0])
         self.state_lag.set_function(ledger.state_lag)
+
+    def watch_waits(self, waits: "Waiting") -> None:
+        """Read the number of waiting requests from ``waits`` (an api.waits.Waits) at each scrape."""
+        self.waiting.set_function(lambda: waits.waiting)
 
     def on_group(self, count: int, seconds: float) -> None:
         self.group_size.observe(count)
