@@ -11,6 +11,7 @@ from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
 from api.offload import Offload
+from api.waits import RECEIVE, Waits
 from api.writes import Writes
 from ledger.errors import AuthError, LedgerError
 
@@ -41,17 +42,32 @@ def _inline(handler: Callable[..., None]) -> Callable[..., Coroutine[Any, Any, N
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
-def create_app(ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Metrics | None = None) -> AsgiApp:
+class App(AsgiApp):
+    """Falcon's ASGI app, leaving each request's ASGI ``receive`` in its scope, so that a request
+    that waits (api.waits) hears when its client goes away."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
+        scope[RECEIVE] = receive
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    ledger: LedgerDoor, config: ApiConfig | None = None, metrics: Metrics | None = None, waits: Waits | None = None
+) -> AsgiApp:
+    """The API over ``ledger``. ``waits`` holds the requests that wait for the ledger to change;
+    whoever runs the app calls its ``close()`` when serving stops (orchestrator/worker.py)."""
     config = config or ApiConfig()
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(ledger)
     metrics.watch_witnesses(ledger.witness_report)
     offload = Offload(config.read_threads)
+    waits = waits if waits is not None else Waits(ledger)
+    metrics.watch_waits(waits)
     context = resources.Context(
-        ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload, config.receipt_wait
+        ledger, config.body_limit, Writes(ledger, config.max_queued_writes), offload, waits, config.receipt_wait
     )
     # Static routes (the /docs assets) before sinks: the catch-all 404 sink must not hide them.
-    app: AsgiApp = falcon.asgi.App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
+    app: AsgiApp = App(middleware=[RequestObserver(metrics)], sink_before_static_route=False)
     app.req_options.strip_url_path_trailing_slash = True
     collection = resources.Collection(context)
     app.add_route("/{collection}", collection)

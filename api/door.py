@@ -1,7 +1,7 @@
 """What the API needs of the ledger: the one door it goes through (a Protocol, so that tests
 can hand ``create_app`` a fake). :class:`ledger.service.Ledger` is the real one."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -9,6 +9,7 @@ from ledger.entry import SignedRequest
 from ledger.httpsig import Signer
 from ledger.proposal import Committed
 from ledger.query import Page
+from ledger.service import Moved
 from ledger.tiles import TilePath
 
 
@@ -30,6 +31,10 @@ class LedgerDoor(Protocol):
     def document(self, coll: str, uuid: str) -> bytes: ...
 
     def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> Page: ...
+
+    def read_prefixes(self, coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]: ...
+
+    def watch(self, watcher: Callable[[Moved], None]) -> None: ...
 
     def members(self) -> list[bytes]: ...
 

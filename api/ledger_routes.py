@@ -14,6 +14,7 @@ import orjson
 from falcon.asgi import Request, Response
 
 from api.resources import Authenticated
+from api.waits import ended_of, wait_seconds
 from ledger import canonical
 from ledger.errors import ValidationError
 
@@ -73,13 +74,23 @@ class Key(Authenticated):
 
 
 class Entries(Authenticated):
-    """GET /ledger/entries?start=N&end=M (at most 1000 a page); GET /ledger/entries/{seq}."""
+    """GET /ledger/entries?start=N&end=M[&wait=S] (at most 1000 a page); GET /ledger/entries/{seq}.
+
+    With ``wait``, a start equal to the log size waits (at most S seconds) for the next entry."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
         await self._read(req, AUDITOR)
         size = self.ledger.head()[0]
         start = _int_param(req, "start", 0)
-        end = min(_int_param(req, "end", start + 100), size, start + MAX_PAGE)
+        wanted_end = _int_param(req, "end", start + 100)
+        wait = wait_seconds(req.get_param("wait"))
+        if wait is not None and start == size and wanted_end > start:  # a follower waits for the next entry
+            await self.waits.grown(size, wait, ended_of(req.scope))
+            size = self.ledger.head()[0]
+            if start >= size:  # none came within `wait` seconds
+                _send(resp, {"entries": [], "size": size, "next": None})
+                return
+        end = min(wanted_end, size, start + MAX_PAGE)
         if start >= size:
             raise ValidationError(f"start {start} is beyond the log (size {size})")
         if end <= start:

@@ -28,6 +28,11 @@ class Watched(Protocol):
     def state_lag(self) -> int: ...
 
 
+class Waiting(Protocol):
+    @property
+    def waiting(self) -> int: ...
+
+
 class Metrics:
     """The app's instruments. ``on_group`` is the writer's hook (Ledger.open(on_group=...))."""
 
@@ -58,6 +63,9 @@ class Metrics:
         self.state_lag = Gauge(
             "orchestrator_state_lag_entries", "Log entries not yet applied to the state store", registry=r
         )
+        self.waiting = Gauge(
+            "orchestrator_waiting_requests", "Requests waiting for the ledger to change (wait=S)", registry=r
+        )
 
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._observed: deque[tuple[str, str, int, float]] = deque()
@@ -71,6 +79,9 @@ class Metrics:
     def watch_witnesses(self, report: Callable[[], dict[str, Any] | None]) -> None:
         """Witness gauges and counters, read from ``report`` at each scrape (nothing without witnesses)."""
         self.registry.register(WitnessCollector(report))
+    def watch_waits(self, waits: "Waiting") -> None:
+        """Read the number of waiting requests from ``waits`` (an api.waits.Waits) at each scrape."""
+        self.waiting.set_function(lambda: waits.waiting)
 
     def on_group(self, count: int, seconds: float) -> None:
         self.group_size.observe(count)

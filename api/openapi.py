@@ -15,6 +15,7 @@ import falcon
 import falcon.asgi
 import orjson
 
+from api.waits import MAX_WAIT_S
 from ledger import membership, routes
 from ledger import schema as checks
 from ledger.documents import COLLECTIONS, FIELDS
@@ -26,6 +27,7 @@ Schema = dict[str, Any]
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 KEY_ID_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
 HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+WAIT = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT_S}
 BASE64 = {"type": "string", "contentEncoding": "base64"}
 
 
@@ -341,6 +343,12 @@ def _collection_paths() -> dict[str, Schema]:
                 "limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "page size (default 1000)"
             ),
             _query_param("after", UUID, "the `next_after` of the previous page"),
+            _query_param(
+                "wait",
+                WAIT,
+                "seconds to wait for a match: answered at once when something matches, else as soon as a "
+                "matching document appears, or with the empty list once the seconds pass",
+            ),
         ]
         page = _object(
             {f"{collection}s": {"type": "array", "items": _ref(title)}, "next_after": UUID},
@@ -486,6 +494,12 @@ def _ledger_paths() -> dict[str, Schema]:
                 parameters=[
                     _int_query("start", "first sequence number (default 0)"),
                     _int_query("end", "one past the last (default start+100)"),
+                    _query_param(
+                        "wait",
+                        WAIT,
+                        "with a start equal to the log size: seconds to wait for the next entry (else that "
+                        "start is a 400); the entries that came by then, or none once the seconds pass",
+                    ),
                 ],
                 tag="ledger",
             )

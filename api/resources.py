@@ -7,6 +7,7 @@ point reads stay on the loop.
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import falcon
@@ -16,12 +17,14 @@ from falcon.asgi import Request, Response
 from api.door import LedgerDoor
 from api.offload import Offload
 from api.signed import read_body, signed_request
+from api.waits import Waits, ended_of, wait_seconds
 from api.writes import Writes
 from ledger import routes
 from ledger.documents import COLLECTIONS
 from ledger.errors import ValidationError
+from ledger.query import Page
 
-RESERVED = ("limit", "after")
+RESERVED = ("limit", "after", "wait")
 
 
 def _json(resp: Response, status: int | str, data: bytes) -> None:
@@ -32,12 +35,14 @@ def _json(resp: Response, status: int | str, data: bytes) -> None:
 
 @dataclass(frozen=True)
 class Context:
-    """What every resource works with: the ledger, the body limit, the write queue, the read pool."""
+    """What every resource works with: the ledger, the body limit, the write queue, the read pool,
+    the requests that wait for the ledger to change."""
 
     ledger: LedgerDoor
     body_limit: int
     writes: Writes
     offload: Offload
+    waits: Waits
     #: Seconds a write asking for a receipt waits for a cosigned checkpoint holding it.
     receipt_wait: float = 5.0
 
@@ -49,6 +54,7 @@ class Authenticated:
         self.writes = context.writes
         self.offload = context.offload
         self.receipt_wait = context.receipt_wait
+        self.waits = context.waits
 
     async def _read(self, req: Request, role: str | None = None) -> None:
         body = await read_body(req, self.body_limit)
@@ -98,12 +104,22 @@ class Collection(Authenticated):
             filters[name] = value
         limit_text = filters.pop("limit", None)
         after = filters.pop("after", None)
+        wait = wait_seconds(filters.pop("wait", None))
         limit = 1000
         if limit_text is not None:
             if not re.fullmatch(r"[0-9]{1,6}", limit_text):
                 raise ValidationError("limit must be a positive integer")
             limit = int(limit_text)
-        page = await self.offload.run(self.ledger.find, collection, filters, limit=limit, after=after)
+
+        def look() -> Awaitable[Page]:
+            return self.offload.run(self.ledger.find, collection, filters, limit=limit, after=after)
+
+        if wait is None:
+            page = await look()
+        else:  # the page as soon as it has documents; the empty page once `wait` seconds pass
+            prefixes = self.ledger.read_prefixes(collection, filters)
+            query = (collection, tuple(sorted(filters.items())), limit, after)
+            page = await self.waits.page(query, prefixes, look, wait, ended_of(req.scope))
         key = collection + "s"
         data = b'{"%s":[%s]' % (key.encode(), b",".join(page.documents))
         if page.next_after is not None:

@@ -16,6 +16,11 @@ _CHUNK = 64 * 1024
 #: timeout): ``(status, title, description)``. The app stops and reports the same outcome.
 REFUSED = "orchestrator.refused"
 
+#: Scope key set by the HTTP layer when the client closed its sending side after its whole
+#: request (a half-close, or the whole connection: the server cannot tell which). The answer is
+#: still sent; a request waiting for the ledger to change (api.waits) stops waiting and sends it now.
+CLIENT_EOF = "orchestrator.client_eof"
+
 
 def _refused(req: falcon.asgi.Request) -> None:
     refused: tuple[int, str, str] | None = req.scope.get(REFUSED)

@@ -8,7 +8,7 @@ ledger order, so a query costs time in proportion to its result (and to the
 smallest index it touches), not to the collection.
 """
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 from ledger import canonical, schema
@@ -72,6 +72,38 @@ def _filter_value(coll: str, field: str, value: str) -> str:
     return value.lower() if field in UUID_FIELDS[coll] and schema.is_uuid(value) else value
 
 
+def read_prefixes(coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]:
+    """The key prefixes :func:`find` reads for these filters: one index prefix per filter, or the
+    collection's order when there is none. Each key under them is the prefix and an n8 position.
+
+    A document can only start to match the filters in a write that adds a key under one of them
+    (a new document adds all of its keys; a changed field adds the keys of its new values), so
+    whoever waits for a match need look again only after such a write (:func:`added_under`).
+
+    Raises NotFoundError for an unknown collection, ValidationError for an unknown filter field.
+    """
+    check_collection(coll)
+    for field in filters:
+        if field not in FIELDS[coll]:
+            raise ValidationError(f"unknown filter field {field!r} for {coll}; fields are {', '.join(FIELDS[coll])}")
+    if not filters:
+        return (order_prefix(coll),)
+    return tuple(
+        index_prefix(coll, field, _filter_value(coll, field, value)) for field, value in sorted(filters.items())
+    )
+
+
+def added_under(writes: Mapping[bytes, bytes | None], watched: Container[bytes]) -> set[bytes]:
+    """The prefixes among ``watched`` (from :func:`read_prefixes`) that these state writes add a key under."""
+    found: set[bytes] = set()
+    for key, value in writes.items():
+        if value is not None:
+            prefix = key[:-8]
+            if prefix in watched:
+                found.add(prefix)
+    return found
+
+
 def find(
     store: Store, coll: str, filters: Mapping[str, str], *, limit: int = DEFAULT_LIMIT, after: str | None = None
 ) -> Page:
@@ -80,10 +112,7 @@ def find(
     Raises NotFoundError for an unknown collection, ValidationError for an
     unknown filter field, a bad limit or an unknown `after` cursor.
     """
-    check_collection(coll)
-    for field in filters:
-        if field not in FIELDS[coll]:
-            raise ValidationError(f"unknown filter field {field!r} for {coll}; fields are {', '.join(FIELDS[coll])}")
+    prefixes = list(read_prefixes(coll, filters))
     if not 0 < limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}")
     start = 0
@@ -92,11 +121,6 @@ def find(
         if pos is None:
             raise ValidationError(f"after: no {coll} {after}")
         start = int.from_bytes(pos, "big") + 1
-    prefixes = [
-        index_prefix(coll, field, _filter_value(coll, field, value)) for field, value in sorted(filters.items())
-    ]
-    if not prefixes:
-        prefixes = [order_prefix(coll)]
     uuids = _matches(store, prefixes, start, limit + 1)
     more = len(uuids) > limit
     uuids = uuids[:limit]

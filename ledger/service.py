@@ -16,8 +16,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,25 @@ from ledger.store import LevelStore, MemoryStore, Store
 from ledger.witnessing import Witnessing
 
 log = logging.getLogger("orchestrator.ledger")
+
+
+@dataclass(frozen=True)
+class Moved:
+    """One committed batch that appended entries, as those who wait for the ledger to change see it."""
+
+    #: The log size after it.
+    size: int
+    #: Its state writes (key -> value, None for a deletion), already in the state store. Read only.
+    writes: Mapping[bytes, bytes | None]
+
+    def added_under(self, watched: Container[bytes]) -> set[bytes]:
+        """Which of the watched read prefixes (:meth:`Ledger.read_prefixes`) it added a key under."""
+        return query.added_under(self.writes, watched)
+
+
+#: Told of each committed batch, on the pipeline thread, after its writers' futures are resolved:
+#: it must be quick and must not block (hand the news to another thread and return).
+Watcher = Callable[[Moved], None]
 
 
 class Ledger:
@@ -105,6 +125,7 @@ class Ledger:
         self._waiting: dict[bytes, Future[Committed]] = {}  # fingerprint -> the future of its proposal
         self._earlier: list[tuple[bytes, Proposal]] = []  # ordered before, at or before that position
         self._earlier_lock = threading.Lock()
+        self._watchers: tuple[Watcher, ...] = ()
         self._thread: threading.Thread | None = None
         #: Collects witness cosignatures off the write path, once attached (:meth:`witness`).
         self.witnessing: Witnessing | None = None
@@ -179,6 +200,11 @@ class Ledger:
         self.state.close()
         if self.nonces.journal is not None:
             self.nonces.journal.close()
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call ``watcher`` once per committed batch that appended entries, on the pipeline thread,
+        once the batch is in the log and in state (so a read issued after it sees the batch)."""
+        self._watchers = (*self._watchers, watcher)
 
     def _ensure_checkpoint(self) -> None:
         """Sign a checkpoint for the current size if the stored one is missing or older."""
@@ -315,6 +341,13 @@ class Ledger:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        if batch.raws and self._watchers:
+            moved = Moved(batch.after.size, batch.writes)
+            for watcher in self._watchers:
+                try:
+                    watcher(moved)
+                except Exception:  # a watcher's bug must not kill the pipeline thread
+                    log.exception("a watcher of the ledger failed")
         self._settle_earlier()
 
     # -- what the sequencer tells (ledger.sequencer.Waiters) ----------------------------
@@ -391,6 +424,11 @@ class Ledger:
 
     def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> query.Page:
         return query.find(self.state, coll, filters, limit=limit, after=after)
+
+    def read_prefixes(self, coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]:
+        """The key prefixes :meth:`find` reads for these filters: a document can only start to match
+        in a batch that adds a key under one of them (:meth:`Moved.added_under`). Raises as find does."""
+        return query.read_prefixes(coll, filters)
 
     def members(self) -> list[bytes]:
         """Every membership record (canonical JSON with its key id), in key id order."""

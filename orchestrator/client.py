@@ -20,6 +20,8 @@ import requests
 from requests_http_signature import HTTPSignatureAuth, algorithms
 
 JSON = dict[str, Any]
+#: The longest a request may wait for the ledger to change, in seconds (the server's limit).
+MAX_WAIT_S = 60
 UpletKind = Literal["learnuplet", "preduplet"]
 QueryValue = str | int | float | bool | None
 
@@ -154,10 +156,13 @@ class Client:
     # -- raw: any status comes back as a Response ----------------------------
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: Any = None, **kwargs: Any
+        self, method: str, path: str, *, json: Any = None, params: Any = None, timeout: float | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
+        """``timeout`` (seconds) defaults to the client's."""
         return self.session.request(
-            method, self.url + path, json=json, params=params, auth=self.auth(), timeout=self.timeout, **kwargs
+            method, self.url + path, json=json, params=params, auth=self.auth(),
+            timeout=self.timeout if timeout is None else timeout, **kwargs,
         )
 
     def get(self, path: str, **params: Any) -> requests.Response:
@@ -168,15 +173,18 @@ class Client:
 
     # -- checked: decoded answer, or a ClientError ---------------------------
 
-    def call(self, method: str, path: str, body: Any = None, *, params: Mapping[str, QueryValue] | None = None) -> Any:
+    def call(
+        self, method: str, path: str, body: Any = None, *, params: Mapping[str, QueryValue] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Send one signed request; the decoded JSON answer (text when the server sends text).
 
-        ``path`` may carry a query string. Raises the ClientError subclass for the status,
-        or Unreachable when no answer comes back.
+        ``path`` may carry a query string; ``timeout`` (seconds) defaults to the client's. Raises
+        the ClientError subclass for the status, or Unreachable when no answer comes back.
         """
         query = None if params is None else {name: _query_value(value) for name, value in params.items()}
         try:
-            response = self.request(method.upper(), path, json=body, params=query)
+            response = self.request(method.upper(), path, json=body, params=query, timeout=timeout)
         except requests.RequestException as e:
             raise _unreachable(self.url, e) from e
         if response.status_code >= 400:
@@ -189,9 +197,13 @@ class Client:
         result: JSON = self.call("POST", path, body)
         return result
 
-    def _get(self, path: str, params: Mapping[str, QueryValue] | None = None) -> JSON:
-        result: JSON = self.call("GET", path, params=params)
+    def _get(self, path: str, params: Mapping[str, QueryValue] | None = None, timeout: float | None = None) -> JSON:
+        result: JSON = self.call("GET", path, params=params, timeout=timeout)
         return result
+
+    def _waiting(self, wait: float | None) -> float | None:
+        """The timeout of a request that may wait ``wait`` seconds: the client's, on top of the wait."""
+        return None if wait is None else wait + self.timeout
 
     # -- the seed API ---------------------------------------------------------
 
@@ -256,6 +268,27 @@ class Client:
             params["after"] = after
         return self._get(f"/{collection}", params)
 
+    def wait_for(self, collection: str, *, wait: float = MAX_WAIT_S, limit: int | None = None,
+                 after: str | None = None, **filters: QueryValue) -> list[JSON]:
+        """GET /{collection}?field=value...&wait=S: the matching documents (in ledger order, at most
+        ``limit``) as soon as there are any: at once if some match now, else when one appears; the
+        empty list once ``wait`` seconds (more than 0, at most 60) pass without one.
+
+        A Compute node's loop::
+
+            while True:
+                for uplet in client.wait_for("learnuplet", status="todo"):
+                    ...  # claim it (set_worker; Conflict if another node was first), run it, report
+        """
+        params: dict[str, QueryValue] = dict(filters)
+        if limit is not None:
+            params["limit"] = limit
+        if after is not None:
+            params["after"] = after
+        params["wait"] = wait
+        found: list[JSON] = self._get(f"/{collection}", params, timeout=self._waiting(wait))[collection + "s"]
+        return found
+
     def find_all(self, collection: str, *, page: int = 1000, **filters: QueryValue) -> Iterator[JSON]:
         """Every matching document, in ledger order, following ``next_after`` page by page."""
         after: str | None = None
@@ -280,12 +313,17 @@ class Client:
         """GET /ledger/key (auditor): the node's C2SP verifier key."""
         return str(self.call("GET", "/ledger/key")).strip()
 
-    def entries(self, start: int = 0, end: int | None = None) -> JSON:
-        """GET /ledger/entries (auditor): ``{"entries": [{"seq", "raw", "entry"}], "size", "next"}``."""
+    def entries(self, start: int = 0, end: int | None = None, *, wait: float | None = None) -> JSON:
+        """GET /ledger/entries (auditor): ``{"entries": [{"seq", "raw", "entry"}], "size", "next"}``.
+
+        With ``wait`` (seconds, at most 60) a ``start`` equal to the log size waits for the next entry
+        (``"entries"`` empty if none came by then); a follower asks again from ``start + len(entries)``."""
         params: dict[str, QueryValue] = {"start": start}
         if end is not None:
             params["end"] = end
-        return self._get("/ledger/entries", params)
+        if wait is not None:
+            params["wait"] = wait
+        return self._get("/ledger/entries", params, timeout=self._waiting(wait))
 
     def entry(self, seq: int) -> JSON:
         """GET /ledger/entries/{seq} (auditor): ``{"seq", "raw", "entry"}``."""

@@ -15,7 +15,9 @@ the request head nor any time limit to a request's head or body. This protocol a
 - a body read timeout: the body must arrive within ``body_timeout`` seconds of the head (408);
 - a first ASGI event as soon as the head is complete, so the app starts (and refuses a
   too-large ``Content-Length`` with 413) without waiting for the body's first bytes;
-- an answer to a client that half-closes (shuts down its sending side) after a full request.
+- an answer to a client that half-closes (shuts down its sending side) after a full request; a
+  request waiting for the ledger to change (``wait=S``) answers it at once, as a client that closed
+  the whole connection looks the same and must not hold its wait.
 
 When it refuses a request whose body the app was reading, it writes the answer itself, tells
 the app through the scope (``api.signed.REFUSED``) so that its log and metrics show the same
@@ -35,7 +37,7 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import TITLES, title_of
-from api.signed import REFUSED
+from api.signed import CLIENT_EOF, REFUSED
 
 #: Header fields that may appear once (RFC 9110 5.3; gunicorn refused a repeat too).
 SINGLETONS = frozenset((b"host", b"content-type"))
@@ -141,6 +143,8 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(400, "the request body could not be read: the client closed the connection before its end")
             return None
         cycle.keep_alive = False  # a whole request, then a half-close: answer it, then close
+        cycle.scope[CLIENT_EOF] = True  # type: ignore[literal-required]
+        cycle.message_event.set()  # a request that waits for the ledger to change answers now (api.waits)
         return True
 
     def data_received(self, data: bytes) -> None:

@@ -12,6 +12,7 @@ from gunicorn.errors import AppImportError
 
 from api.app import ApiConfig, create_app
 from api.metrics import Metrics
+from api.waits import Waits
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, ValidationError
 from ledger.service import Ledger
@@ -34,6 +35,7 @@ class Server(BaseApplication):  # type: ignore[misc]
         self.options = options
         self.open_ledger = open_ledger
         self.ledger: Ledger | None = None
+        self.waits: Waits | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -60,7 +62,14 @@ class Server(BaseApplication):  # type: ignore[misc]
             if self.ledger is not None:
                 self.ledger.close()
             raise AppImportError(f"orchestrator: error: {e.message}") from e
-        return create_app(self.ledger, api_config(self.settings), metrics)
+        self.waits = Waits(self.ledger)
+        return create_app(self.ledger, api_config(self.settings), metrics, self.waits)
+
+    def serving_stops(self) -> None:
+        """Called by the worker on the event loop as it starts to shut down: the requests that wait
+        for the ledger to change are answered now, not after the graceful timeout."""
+        if self.waits is not None:
+            self.waits.close()
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.ledger is not None:

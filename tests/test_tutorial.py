@@ -4,11 +4,14 @@ run again on the same data dir, as a user who pastes it a second time does."""
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,59 @@ def test_the_tutorial_runs_as_written_and_again_on_the_same_data_dir(tmp_path: P
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+COMPUTE_MARKER = "# compute: "
+
+
+def compute_script() -> str:
+    blocks = re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.DOTALL | re.MULTILINE)
+    (script,) = [block for block in blocks if block.startswith(COMPUTE_MARKER)]
+    return script
+
+
+def test_the_compute_loop_of_the_readme_trains_each_learnuplet_as_it_appears(tmp_path: Path) -> None:
+    """The README's Compute node, run as written beside a quick-start server: it waits with nothing
+    to do, then claims and reports each learnuplet as the algos create them; Ctrl-C stops it."""
+    script = compute_script()
+    assert "wait_for(" in script and "while True:" in script
+    (tmp_path / "compute.py").write_text(script)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(ORCHESTRATOR_BIND=f"127.0.0.1:{port}", ORCHESTRATOR_URL=url)
+    server = _start_server(tmp_path, env, url)
+    compute = None
+    try:
+        compute = subprocess.Popen([sys.executable, "compute.py"], cwd=tmp_path, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        admin = Client.from_file(url, tmp_path / "data" / "keys" / "admin.pem")
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("orchestrator_waiting_requests 1") for line in
+                      requests.get(url + "/metrics", timeout=5).text.splitlines()):
+            assert time.monotonic() < deadline and compute.poll() is None, "the loop never waited"
+            time.sleep(0.1)
+        problem, test_data = str(uuid.uuid4()), str(uuid.uuid4())
+        admin.add_problem(problem, "f0000000-0000-4000-8000-000000000002", [test_data], 2)
+        admin.add_data([str(uuid.uuid4()), str(uuid.uuid4()), test_data], problem)
+        algos = [str(uuid.uuid4()) for _ in range(2)]
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in compute.stdout or ()], daemon=True).start()
+        trained = []
+        for algo in algos:  # one learnuplet each, found by the waiting loop
+            admin.add_algo(algo, "logistic-regression", problem)
+            line = lines.get(timeout=60)
+            assert line.startswith("trained ") and line.split()[-1] == algo, line
+            trained.append(line.split()[1])
+        for uplet in trained:
+            document = admin.document("learnuplet", uplet)
+            assert document["status"] == "done" and document["worker"] == "c0000000-0000-4000-8000-000000000002"
+        compute.send_signal(signal.SIGINT)
+        assert compute.wait(timeout=30) == 0
+        assert compute.stderr is not None and compute.stderr.read() == ""
+    finally:
+        if compute is not None and compute.poll() is None:
+            compute.kill()
+            compute.wait()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
