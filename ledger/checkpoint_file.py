@@ -105,10 +105,10 @@ def note_size(note: str) -> int:
     return checkpoint.parse_body(note.partition("\n\n")[0] + "\n").size
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file, fsync it, rename it over path.
+def write_atomically(path: Path, data: bytes, *, sync_directory: bool = False) -> None:
+    """Write a temporary file, fsync it, rename it over path (then fsync the directory, if asked).
 
-    The directory is not synced: after a crash the rename may be lost and the file hold the
+    For the checkpoint file the directory is not synced: after a crash the rename may be lost and the file hold the
     previous checkpoint (or none, for a new ledger), which the log, never shorter, still
     satisfies. Syncing it cost most of the file's price per commit (measured: 5.2 ms against
     1.1 ms per commit without the file; 1.3 ms of the file's 6 ms without the directory sync)."""
@@ -126,8 +126,19 @@ def write_atomically(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(temporary, path)
+        if sync_directory:
+            fsync_directory(path.parent)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror}") from e
+
+
+def fsync_directory(directory: Path) -> None:
+    """fsync a directory, so that the entries created or renamed in it persist. Raises OSError."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def genesis_key(log: Log) -> tuple[str, list[Ed25519PublicKey]]:

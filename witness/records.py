@@ -18,13 +18,13 @@ inconsistent with the one it cosigned before). One process holds the directory (
 
 import fcntl
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from ledger import note as notes
+from ledger.checkpoint_file import fsync_directory, write_atomically
 from ledger.errors import IntegrityError, StorageError
 
 #: Refused checkpoints kept per log at most (the first ones: a forked log retries its new trees).
@@ -43,24 +43,7 @@ def write_durably(path: Path, data: bytes) -> None:
     The directory sync matters here (unlike for the node's checkpoint file): a rename lost in a
     crash would bring back an older record, against which the witness could then cosign a tree
     inconsistent with one it already cosigned."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as e:
-        raise StorageError(f"cannot write {path}: {e.strerror}") from e
+    write_atomically(path, data, sync_directory=True)
 
 
 def _make_durably(directory: Path) -> None:
@@ -73,11 +56,7 @@ def _make_durably(directory: Path) -> None:
     try:
         for new in reversed(missing):
             new.mkdir()
-            parent = os.open(new.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(parent)
-            finally:
-                os.close(parent)
+            fsync_directory(new.parent)
     except OSError as e:
         raise StorageError(f"cannot create {directory}: {e.strerror}") from e
 
