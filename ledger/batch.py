@@ -114,8 +114,9 @@ def apply_batch(view: Readable, head: Head, items: Sequence[Ordered | Entry]) ->
             entry_time = max(time_ms, item.proposed_ms)
             raw = encode(Entry(seq=seq, time_ms=entry_time, key_id=proposal.key_id, request=proposal.request))
             entry = Entry(seq, entry_time, proposal.key_id, proposal.request, raw=raw)
+        leaf = leaf_hash(entry.raw)
         try:
-            writes, outcome = machine.apply(overlay, entry)
+            writes, outcome = machine.apply(overlay, entry, leaf)
         except LedgerError as e:
             if isinstance(item, Entry):
                 raise RejectedEntry(seq, f"rejected on replay: {e.message}", e) from e
@@ -129,7 +130,6 @@ def apply_batch(view: Readable, head: Head, items: Sequence[Ordered | Entry]) ->
             continue
         overlay.pending.update(writes)
         digest = machine.write_set_digest(digest, seq, writes)
-        leaf = leaf_hash(entry.raw)
         if seq == 0:
             genesis = leaf
         raws.append(entry.raw)

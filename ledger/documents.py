@@ -6,12 +6,17 @@ fields and one per key for mapping fields. Positions give ledger order: index pr
 matches in the order documents were created.
 """
 
+import struct
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any, Protocol
 
 from ledger import canonical
 from ledger.errors import InternalError
-from ledger.layout import count_key, doc_key, index_field_prefix, index_prefix, n8, order_prefix, pos_key
+from ledger.layout import count_key, doc_key, index_field_prefix, n8, order_prefix, pos_key
+from ledger.layout import index_prefix as index_prefix  # the key of one indexed value (tests use it)
+
+_ABSENT = object()  # a dict.get default no stored value can be
 
 COLLECTIONS = ("problem", "algo", "data", "learnuplet", "preduplet")
 
@@ -76,6 +81,13 @@ UUID_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+@lru_cache(maxsize=4096)
+def shared_json(raw: bytes) -> Any:
+    """canonical.loads of a record many transactions read and few change (the ledger's settings,
+    membership), decoded once per distinct stored bytes: shared, so read it, never change it."""
+    return canonical.loads(raw)
+
+
 def filter_form(value: Any) -> str:
     """The string a query parameter must equal to match this scalar value."""
     if value is None:
@@ -111,6 +123,28 @@ _INDEXES: dict[str, tuple[tuple[str, bytes], ...]] = {
     coll: tuple((field, index_field_prefix(coll, field)) for field in fields)
     for coll, fields in FIELDS.items()
 }
+#: Per collection, its keys' prefixes: (count key, pos_key prefix, order prefix, doc_key prefix);
+#: pos_key(coll, uuid) is the second followed by the uuid, doc_key(coll, uuid) the fourth.
+_KEYS: dict[str, tuple[bytes, bytes, bytes, bytes]] = {
+    coll: (count_key(coll), pos_key(coll, ""), order_prefix(coll), doc_key(coll, "")) for coll in FIELDS
+}
+_U32 = struct.Struct(">I").pack
+_NULL = _U32(4) + b"null"  # the length and text of a None value's one filter form
+
+
+def _index_keys(prefix: bytes, value: Any, pos: bytes) -> list[bytes]:
+    """The index keys of a field's value (whose index keys start with prefix) at position pos."""
+    kind = type(value)  # the common cases first, as indexed_values() would have them
+    if kind is str:
+        encoded = value.encode()
+        return [prefix + _U32(len(encoded)) + encoded + pos]
+    if value is None:
+        return [prefix + _NULL + pos]
+    keys = []
+    for form in indexed_values(value):
+        encoded = form.encode()
+        keys.append(prefix + _U32(len(encoded)) + encoded + pos)
+    return keys
 
 
 class Txn:
@@ -121,9 +155,8 @@ class Txn:
         self.writes: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self.writes:
-            return self.writes[key]
-        return self.base.get(key)
+        value = self.writes.get(key, _ABSENT)
+        return self.base.get(key) if value is _ABSENT else value  # type: ignore[return-value]
 
     def put(self, key: bytes, value: bytes | None) -> None:
         self.writes[key] = value
@@ -142,39 +175,59 @@ class Txn:
     # -- documents ---------------------------------------------------------
 
     def doc(self, coll: str, uuid: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self.get_json(doc_key(coll, uuid))
-        return result
+        raw = self.get(_KEYS[coll][3] + uuid.encode())  # doc_key(coll, uuid)
+        return None if raw is None else canonical.loads(raw)
 
     def insert_doc(self, coll: str, doc: dict[str, Any]) -> None:
         # The hot loop of a large write (one call per uplet): the same keys as put() with
         # index_prefix() would write, built with fewer calls.
         uuid = doc["uuid"]
-        counter = count_key(coll)
+        counter, pos_prefix, order, doc_prefix = _KEYS[coll]
         n = self.counter(counter)
         pos, value, writes = n8(n), uuid.encode(), self.writes
         writes[counter] = n8(n + 1)
-        writes[pos_key(coll, uuid)] = pos
-        writes[order_prefix(coll) + pos] = value
-        writes[doc_key(coll, uuid)] = canonical.dumps(doc)
+        writes[pos_prefix + value] = pos
+        writes[order + pos] = value
+        writes[doc_prefix + value] = canonical.dumps(doc)
         for field, prefix in _INDEXES[coll]:
-            for form in indexed_values(doc[field]):
-                encoded = form.encode()
-                writes[prefix + len(encoded).to_bytes(4, "big") + encoded + pos] = value
+            field_value = doc[field]
+            if type(field_value) is str:  # the common cases inline, as _index_keys() has them
+                encoded = field_value.encode()
+                writes[prefix + _U32(len(encoded)) + encoded + pos] = value
+            elif field_value is None:
+                writes[prefix + _NULL + pos] = value
+            else:
+                for key in _index_keys(prefix, field_value, pos):
+                    writes[key] = value
 
     def update_doc(self, coll: str, old: dict[str, Any], new: dict[str, Any]) -> None:
         uuid = new["uuid"]
-        pos = self.get(pos_key(coll, uuid))
+        _, pos_prefix, _, doc_prefix = _KEYS[coll]
+        value = uuid.encode()
+        pos = self.get(pos_prefix + value)
         if pos is None:
             raise InternalError(f"update of a missing {coll} {uuid}")
-        self.put_json(doc_key(coll, uuid), new)
-        for field in FIELDS[coll]:
-            if old[field] == new[field]:
+        writes = self.writes
+        writes[doc_prefix + value] = canonical.dumps(new)
+        for field, prefix in _INDEXES[coll]:
+            before, after = old[field], new[field]
+            if before == after:
                 continue
-            before, after = set(indexed_values(old[field])), set(indexed_values(new[field]))
-            for form in sorted(before - after):
-                self.put(index_prefix(coll, field, form) + pos, None)
-            for form in sorted(after - before):
-                self.put(index_prefix(coll, field, form) + pos, uuid.encode())
+            # The keys of the forms the old value had and the new one has not, then the reverse
+            # (as sets of forms: each form's key is unique to it).
+            removed, added = _index_keys(prefix, before, pos), _index_keys(prefix, after, pos)
+            if len(removed) == 1 and len(added) == 1:
+                if removed[0] != added[0]:
+                    writes[removed[0]] = None
+                    writes[added[0]] = value
+                continue
+            kept = set(removed) & set(added)
+            for key in removed:
+                if key not in kept:
+                    writes[key] = None
+            for key in added:
+                if key not in kept:
+                    writes[key] = value
 
 
 class Readable(Protocol):
@@ -184,13 +237,21 @@ class Readable(Protocol):
 
 
 class Overlay:
-    """A view seen through writes not yet committed to it (one batch)."""
+    """A view seen through writes not yet committed to it (one batch).
+
+    It also remembers what it read from the store: a batch reads the same records entry after
+    entry (the key's membership, counters, the problem its data joins), and the store does not
+    change while a batch is applied (the caller writes the batch's state after it)."""
 
     def __init__(self, store: "Readable") -> None:
         self.store = store
         self.pending: dict[bytes, bytes | None] = {}
+        self._read: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self.pending:
-            return self.pending[key]
-        return self.store.get(key)
+        value = self.pending.get(key, _ABSENT)
+        if value is _ABSENT:
+            value = self._read.get(key, _ABSENT)
+            if value is _ABSENT:
+                value = self._read[key] = self.store.get(key)
+        return value  # type: ignore[return-value]

@@ -54,12 +54,13 @@ class Parsed:
 def parse(request: SignedRequest) -> Parsed | None:
     """The signature in the common canonical shape, or None to use the general path."""
     headers = request.headers
-    return _parse(headers.get("signature-input", ""), headers.get("signature", ""))
+    return parse_fields(headers.get("signature-input", ""), headers.get("signature", ""))
 
 
 @lru_cache(maxsize=4096)  # authentication and the signature parameters both ask, per request
-def _parse(signature_input: str, signature_field: str) -> Parsed | None:
-    """parse() on the two header values (its result is shared: read it, never change it)."""
+def parse_fields(signature_input: str, signature_field: str) -> Parsed | None:
+    """parse() on the two header values, Signature-Input's and Signature's (its result is
+    shared: read it, never change it)."""
     sig_input = _INPUT.fullmatch(signature_input)
     signature = _SIGNATURE.fullmatch(signature_field)
     if sig_input is None or signature is None or sig_input.group(1) != signature.group(1):

@@ -201,13 +201,13 @@ def signature_params(request: SignedRequest) -> SignatureParams:
 
 @lru_cache(maxsize=4096)
 def _signature_params(signature_input: str, signature: str) -> SignatureParams:
-    request = SignedRequest("", "", {"signature-input": signature_input, "signature": signature}, b"")
-    fast = fastsig.parse(request)
+    fast = fastsig.parse_fields(signature_input, signature)
     if fast is not None:
-        key_id, created, nonce = fast.params.get("keyid"), fast.params.get("created"), fast.params.get("nonce")
-        expires = fast.params.get("expires")
+        params = fast.params
+        key_id, created, nonce = params.get("keyid"), params.get("created"), params.get("nonce")
+        expires = params.get("expires")
     else:
-        key_id, created, nonce, expires = _general_params(request)
+        key_id, created, nonce, expires = _general_params(signature_input)
     if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str) or not nonce:
         raise AuthError(
             "malformed Signature-Input parameters (keyid, created and a non-empty nonce are required)",
@@ -221,9 +221,9 @@ def _signature_params(signature_input: str, signature: str) -> SignatureParams:
     return SignatureParams(key_id, created, nonce, expires if type(expires) is int else None, fingerprint)
 
 
-def _general_params(request: SignedRequest) -> tuple[Any, Any, Any, Any]:
+def _general_params(signature_input: str) -> tuple[Any, Any, Any, Any]:
     try:
-        parsed: Any = http_sf.parse(request.headers["signature-input"].encode(), tltype="dictionary")
+        parsed: Any = http_sf.parse(signature_input.encode(), tltype="dictionary")
         if len(parsed) != 1:
             raise AuthError("exactly one signature is expected", reason="malformed")
         ((_, (_, params)),) = parsed.items()

@@ -16,12 +16,11 @@ import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from ledger import canonical, httpsig, membership, routes, schema, uplets
 from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE
-from ledger.documents import Readable, Txn
+from ledger.documents import Readable, Txn, shared_json
 from ledger.entry import Entry, leaf_hash
 from ledger.errors import (
     AuthError,
@@ -41,13 +40,17 @@ class Outcome:
     body: dict[str, Any]
 
 
-@dataclass
 class Context:
-    txn: Txn
-    entry: Entry
-    ids: uplets.Ids
-    route: routes.WriteRoute
-    body: Any  # the parsed JSON body, unchecked
+    """What a handler gets: the transaction, the entry, its ids, route and parsed (unchecked) body."""
+
+    __slots__ = ("txn", "entry", "ids", "route", "body")
+
+    def __init__(self, txn: Txn, entry: Entry, ids: uplets.Ids, route: routes.WriteRoute, body: Any) -> None:
+        self.txn = txn
+        self.entry = entry
+        self.ids = ids
+        self.route = route
+        self.body = body
 
     def clean(self) -> dict[str, Any]:
         """The body checked against the route's fields (ValidationError names the field)."""
@@ -149,10 +152,7 @@ def config(view: Readable) -> dict[str, Any]:
     return settings
 
 
-@lru_cache(maxsize=4096)
-def _decoded(raw: bytes) -> Any:
-    """canonical.loads of records every transaction reads and few change (config, membership)."""
-    return canonical.loads(raw)
+_decoded = shared_json  # records every transaction reads and few change (config, membership)
 
 
 def _apply_genesis(txn: Txn, entry: Entry, genesis: dict[str, Any]) -> Outcome:
@@ -192,8 +192,8 @@ def check_member(record: dict[str, Any] | None, key_id: str, role: str | None) -
     return record
 
 
-def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outcome]:
-    """Apply one ordered entry to state.
+def apply(view: Readable, entry: Entry, leaf: bytes | None = None) -> tuple[dict[bytes, bytes | None], Outcome]:
+    """Apply one ordered entry to state (`leaf`: its leaf hash, when the caller has it).
 
     Returns the state writes and the outcome; raises a LedgerError to reject
     the entry, in which case the caller must not log it.
@@ -220,7 +220,8 @@ def apply(view: Readable, entry: Entry) -> tuple[dict[bytes, bytes | None], Outc
     used = nonce_key(entry.key_id, params.nonce)
     if txn.get(used) is not None:
         raise AuthError(f"nonce {params.nonce!r} was already used by key {entry.key_id!r}", reason="replay")
-    leaf = leaf_hash(entry.raw)
+    if leaf is None:
+        leaf = leaf_hash(entry.raw)
     ctx = Context(txn, entry, uplets.Ids(leaf), route, canonical.parse_body(request.body))
     body = HANDLERS[route.name](ctx, args)
     outcome = Outcome(route.status, body)
@@ -244,14 +245,18 @@ def recorded_outcome(view: Readable, fingerprint: bytes) -> tuple[int, Outcome, 
 
 
 def write_set_digest(previous: bytes, seq: int, writes: dict[bytes, bytes | None]) -> bytes:
-    """Running state digest: SHA-256(previous || seq || canonical write set)."""
+    """Running state digest: SHA-256(previous || seq || canonical write set).
+
+    The canonical write set is each key in sorted order as u32 length || key, then 0x00 for a
+    deletion or 0x01 || u32 length || value."""
     parts = [previous, n8(seq)]
+    extend = parts.extend
     for key in sorted(writes):
         value = writes[key]
         if value is None:
-            parts.append(_U32(len(key)) + key + b"\x00")
+            extend((_U32(len(key)), key, b"\x00"))
         else:
-            parts.append(_U32(len(key)) + key + b"\x01" + _U32(len(value)) + value)
+            extend((_U32(len(key)), key, b"\x01", _U32(len(value)), value))
     return hashlib.sha256(b"".join(parts)).digest()
 
 

@@ -102,13 +102,29 @@ WRITES: tuple[WriteRoute, ...] = (
 )
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]*")
+#: Each route's path template, split once: (route, segments), in WRITES order.
+_SHAPES: dict[tuple[int, str], tuple[tuple[WriteRoute, tuple[str, ...]], ...]] = {}
+for _route in WRITES:
+    _segments = _route.segments
+    if _segments[0].startswith("{"):
+        raise ImportError(f"write route {_route.path}: the first segment must be literal (route_of indexes on it)")
+    _key = (len(_segments), _segments[0])
+    _SHAPES[_key] = (*_SHAPES.get(_key, ()), (_route, _segments))
+#: The routes whose path has no argument, by that path (stripped of its slashes), when the first
+#: route of its shape is the route (so that looking it up first changes nothing).
+_LITERAL: dict[str, WriteRoute] = {
+    "/".join(segments): route
+    for (route, segments), *_ in _SHAPES.values()
+    if not any(segment.startswith("{") for segment in segments)
+}
 
 
-def _match(route: WriteRoute, parts: list[str]) -> list[str] | None:
-    if len(parts) != len(route.segments):
+def _match(route: WriteRoute, parts: list[str], segments: tuple[str, ...] | None = None) -> list[str] | None:
+    segments = route.segments if segments is None else segments
+    if len(parts) != len(segments):
         return None
     args = []
-    for template, part in zip(route.segments, parts, strict=True):
+    for template, part in zip(segments, parts, strict=True):
         if template.startswith("{"):
             if not _SEGMENT.fullmatch(part):
                 return None
@@ -119,11 +135,18 @@ def _match(route: WriteRoute, parts: list[str]) -> list[str] | None:
 
 
 def route_of(method: str, path: str) -> tuple[WriteRoute, list[str]]:
-    """The write route for a method and path, and its path arguments; raises NotFoundError."""
-    parts = path.strip("/").split("/")
+    """The write route for a method and path, and its path arguments; raises NotFoundError.
+
+    The first route of WRITES that matches (only routes of the path's length and first segment
+    can: they are looked up by those)."""
     if method == "POST":
-        for route in WRITES:
-            args = _match(route, parts)
+        stripped = path.strip("/")
+        literal = _LITERAL.get(stripped)
+        if literal is not None:
+            return literal, []
+        parts = stripped.split("/")
+        for route, segments in _SHAPES.get((len(parts), parts[0]), ()):
+            args = _match(route, parts, segments)
             if args is not None:
                 return route, args
     raise NotFoundError(f"no write endpoint {method} {path}")

@@ -103,12 +103,14 @@ def fields(body: Any, required: Mapping[str, Check], optional: Mapping[str, Chec
     optional = optional or {}
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
-    unknown = sorted(set(body) - set(required) - set(optional))
-    if unknown:
-        raise ValidationError(f"unknown field {unknown[0]!r}; expected {sorted({**required, **optional})}")
-    missing = [name for name in required if name not in body]
-    if missing:
-        raise ValidationError(f"missing field {missing[0]!r}")
+    extra = body.keys() - required.keys()
+    if extra and optional:
+        extra -= optional.keys()
+    if extra:
+        raise ValidationError(f"unknown field {sorted(extra)[0]!r}; expected {sorted({**required, **optional})}")
+    for name in required:
+        if name not in body:
+            raise ValidationError(f"missing field {name!r}")
     cleaned = {name: check(name, body[name]) for name, check in required.items()}
     for name, check in optional.items():
         if name in body:

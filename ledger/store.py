@@ -275,11 +275,12 @@ class LevelStore:
         db = self._enter()
         try:
             with db.write_batch(sync=sync) as batch:
+                put, delete = batch.put, batch.delete
                 for key, value in writes.items():
                     if value is None:
-                        batch.delete(key)
+                        delete(key)
                     else:
-                        batch.put(key, value)
+                        put(key, value)
         except plyvel.Error as e:
             self._failed = _reason(e)
             raise StorageError(f"write to {self.path} failed: {self._failed}") from e

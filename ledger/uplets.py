@@ -18,7 +18,7 @@ from typing import Any
 
 from ledger import schema
 from ledger.config import DEFAULT_MAX_UPLETS_PER_WRITE
-from ledger.documents import Txn
+from ledger.documents import Txn, shared_json
 from ledger.errors import (
     ConflictError,
     ForbiddenError,
@@ -51,10 +51,13 @@ class Ids:
     """
 
     def __init__(self, entry_hash: bytes) -> None:
-        self._base = hashlib.sha1(_NAMESPACE.bytes + f"{entry_hash.hex()}/".encode())
+        self._hash = entry_hash
+        self._base: Any = None  # the SHA-1 state, made on the first new() (most writes ask none)
         self._next = 0
 
     def new(self) -> str:
+        if self._base is None:
+            self._base = hashlib.sha1(_NAMESPACE.bytes + f"{self._hash.hex()}/".encode())
         digest = self._base.copy()
         digest.update(str(self._next).encode())
         self._next += 1
@@ -95,7 +98,8 @@ def _batch_count(items: int, size: int) -> int:
 
 def _check_uplet_count(txn: Txn, count: int) -> None:
     """Refuse a write that would create more uplets than the ledger allows (ValidationError)."""
-    config: dict[str, Any] | None = txn.get_json(CONFIG_KEY)
+    raw = txn.get(CONFIG_KEY)
+    config: dict[str, Any] | None = None if raw is None else shared_json(raw)
     limit = int((config or {}).get("max_uplets_per_write", DEFAULT_MAX_UPLETS_PER_WRITE))
     if count > limit:
         raise ValidationError(
