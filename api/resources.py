@@ -119,7 +119,7 @@ class Collection(Authenticated):
         else:  # the page as soon as it has documents; the empty page once `wait` seconds pass
             prefixes = self.ledger.read_prefixes(collection, filters)
             query = (collection, tuple(sorted(filters.items())), limit, after)
-            page = await self.waits.page(query, prefixes, look, wait, ended_of(req.scope))
+            page = await self.waits.page(query, collection, prefixes, look, wait, ended_of(req.scope))
         key = collection + "s"
         data = b'{"%s":[%s]' % (key.encode(), b",".join(page.documents))
         if page.next_after is not None:

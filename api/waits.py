@@ -8,8 +8,9 @@ document can only start to match a query in a batch that adds a key under one of
 query reads: ``LedgerDoor.read_prefixes``), and what matched goes to the loop, one
 ``call_soon_threadsafe`` per burst of batches (as :mod:`api.bridge` does for writes). On the loop,
 only the queries a batch could have answered run again, on the read pool, once for all the
-requests that wait with the same query. A batch that touches nothing waited on costs one pass
-over its writes on the pipeline thread and no wake-up of the loop.
+requests that wait with the same query: not those whose documents it created without every key
+they read (``Moved.may_match``). A batch that touches nothing waited on costs one pass over its
+writes on the pipeline thread and no wake-up of the loop.
 
 A request is authenticated once, when it arrives. A client that goes away while it waits stops
 its wait (the ASGI ``http.disconnect``, or the end of what it sends: :class:`Ended`); the last one
@@ -76,9 +77,10 @@ class _Watch:
     """One query being waited on, by one or more requests; it settles with the first page that has
     documents (or None when serving stops)."""
 
-    def __init__(self, waits: "Waits", key: Hashable, prefixes: tuple[bytes, ...], look: Look) -> None:
+    def __init__(self, waits: "Waits", key: Hashable, coll: str, prefixes: tuple[bytes, ...], look: Look) -> None:
         self.waits = waits
         self.key = key
+        self.coll = coll
         self.prefixes = prefixes
         self.look = look
         self.clients = 0
@@ -140,7 +142,7 @@ class Waits:
         self.entry_waiters = 0
         self._collection_waiters = 0
         self._grown: asyncio.Future[None] | None = None
-        self._ready: deque[set[bytes]] = deque()
+        self._ready: deque[tuple[Moved, dict[bytes, list[bytes]]]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
         ledger.watch(self._moved)
@@ -167,10 +169,10 @@ class Waits:
         if loop is None:
             return
         watched = self._by_prefix
-        added = moved.added_under(watched) if watched else set()
+        added = moved.added_under(watched) if watched else {}
         if not added and not self.entry_waiters:
             return  # nothing waited on changed: no wake-up
-        self._ready.append(added)
+        self._ready.append((moved, added))
         with self._lock:
             if self._scheduled:
                 return
@@ -185,12 +187,15 @@ class Waits:
     def _deliver(self) -> None:
         with self._lock:
             self._scheduled = False  # before draining: what is queued from now on schedules again
-        added: set[bytes] = set()
+        changed: set[_Watch] = set()
         grew = False
         while self._ready:
-            added |= self._ready.popleft()
+            moved, added = self._ready.popleft()
             grew = True
-        changed = {watch for prefix in added for watch in self._by_prefix.get(prefix, ())}
+            for prefix, positions in added.items():
+                for watch in self._by_prefix.get(prefix, ()):
+                    if watch not in changed and moved.may_match(watch.coll, watch.prefixes, positions):
+                        changed.add(watch)
         for watch in changed:
             watch.changed()
         if grew and self._grown is not None:
@@ -208,15 +213,16 @@ class Waits:
                     del self._by_prefix[prefix]
 
     async def page(
-        self, key: Hashable, prefixes: tuple[bytes, ...], look: Look, seconds: float, ended: "Ended | None"
+        self, key: Hashable, coll: str, prefixes: tuple[bytes, ...], look: Look, seconds: float,
+        ended: "Ended | None",
     ) -> Page:
         """``look()``'s page as soon as it has documents; its empty page once ``seconds`` pass, the
         client goes away (``ended`` tells) or serving stops. ``key`` names the query (requests with
-        the same key share one watch); ``prefixes`` are those it reads."""
+        the same key share one watch); ``prefixes`` are those it reads in collection ``coll``."""
         loop = self.loop
         watch = self._watches.get(key)
         if watch is None or watch.found.done():
-            watch = self._watches[key] = _Watch(self, key, prefixes, look)
+            watch = self._watches[key] = _Watch(self, key, coll, prefixes, look)
             for prefix in prefixes:
                 self._by_prefix.setdefault(prefix, set()).add(watch)
         watch.clients += 1  # watched before the first look: a batch committed after it wakes the watch

@@ -78,7 +78,8 @@ def read_prefixes(coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]:
 
     A document can only start to match the filters in a write that adds a key under one of them
     (a new document adds all of its keys; a changed field adds the keys of its new values), so
-    whoever waits for a match need look again only after such a write (:func:`added_under`).
+    whoever waits for a match need look again only after such a write (:func:`added_under`), and
+    for a document the write created, only if it added all of them (:func:`may_match`).
 
     Raises NotFoundError for an unknown collection, ValidationError for an unknown filter field.
     """
@@ -93,15 +94,31 @@ def read_prefixes(coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]:
     )
 
 
-def added_under(writes: Mapping[bytes, bytes | None], watched: Container[bytes]) -> set[bytes]:
-    """The prefixes among ``watched`` (from :func:`read_prefixes`) that these state writes add a key under."""
-    found: set[bytes] = set()
+def added_under(writes: Mapping[bytes, bytes | None], watched: Container[bytes]) -> dict[bytes, list[bytes]]:
+    """The prefixes among ``watched`` (from :func:`read_prefixes`) that these state writes add a key
+    under, each with the positions (n8) of the documents whose keys they add."""
+    found: dict[bytes, list[bytes]] = {}
     for key, value in writes.items():
         if value is not None:
             prefix = key[:-8]
             if prefix in watched:
-                found.add(prefix)
+                found.setdefault(prefix, []).append(key[-8:])
     return found
+
+
+def may_match(
+    coll: str, prefixes: tuple[bytes, ...], writes: Mapping[bytes, bytes | None], positions: list[bytes]
+) -> bool:
+    """Whether a document at one of ``positions`` (where these writes added a key under one of the
+    query's ``prefixes``) may match the query now: one the writes created matches only if they
+    gave it a key under every prefix; one that existed before may (its other keys are in state)."""
+    order = order_prefix(coll)
+    for pos in positions:
+        if writes.get(order + pos) is None:
+            return True  # an existing document changed: only reading says whether it matches now
+        if all(writes.get(prefix + pos) is not None for prefix in prefixes):
+            return True
+    return False
 
 
 def find(

@@ -72,9 +72,15 @@ class Moved:
     #: Its state writes (key -> value, None for a deletion), already in the state store. Read only.
     writes: Mapping[bytes, bytes | None]
 
-    def added_under(self, watched: Container[bytes]) -> set[bytes]:
-        """Which of the watched read prefixes (:meth:`Ledger.read_prefixes`) it added a key under."""
+    def added_under(self, watched: Container[bytes]) -> dict[bytes, list[bytes]]:
+        """Which of the watched read prefixes (:meth:`Ledger.read_prefixes`) it added a key under,
+        each with the positions of the documents concerned."""
         return query.added_under(self.writes, watched)
+
+    def may_match(self, coll: str, prefixes: tuple[bytes, ...], positions: list[bytes]) -> bool:
+        """Whether a document at one of those positions may now match the query reading ``prefixes``
+        (False only when the batch created each of them without all the query's keys)."""
+        return query.may_match(coll, prefixes, self.writes, positions)
 
 
 #: Told of each committed batch, on the pipeline thread, after its writers' futures are resolved:

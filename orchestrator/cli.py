@@ -267,6 +267,22 @@ def print_answer(answer: Any, stream: Any = None) -> None:
     stream.flush()
 
 
+def _timeout_for(path: str, timeout: float) -> float:
+    """The client's timeout, on top of the seconds a `wait=S` in the query lets the server hold it."""
+    import math
+    from urllib.parse import parse_qsl, urlsplit
+
+    for name, value in parse_qsl(urlsplit(path).query):
+        if name == "wait":
+            try:
+                seconds = float(value)
+            except ValueError:
+                break
+            if math.isfinite(seconds):  # out of range, the server refuses it at once
+                return timeout + min(max(seconds, 0.0), 3600.0)
+    return timeout
+
+
 def _cmd_call(args: argparse.Namespace) -> int:
     from orchestrator.client import ClientError, Unreachable
 
@@ -276,7 +292,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
     body = _body(args.body, method)
     client = _signing_client(_settings(args))
     try:
-        answer = client.call(method, args.path, body)
+        answer = client.call(method, args.path, body, timeout=_timeout_for(args.path, client.timeout))
     except Unreachable as e:
         raise CommandError(f"{e}; is the server running (`orchestrator serve`), and is --url right?") from e
     except ClientError as e:

@@ -233,3 +233,14 @@ def test_ctrl_c_exits_130_without_a_traceback(server: Server) -> None:
             out, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert err.strip() == "orchestrator: interrupted" and out == ""
+
+
+def test_a_call_that_waits_is_given_its_seconds_on_top_of_the_timeout(server: Server) -> None:
+    from orchestrator.cli import _timeout_for
+
+    assert _timeout_for("/learnuplet?status=todo&wait=60", 30) == 90
+    assert _timeout_for("/learnuplet?wait=0.5", 30) == 30.5
+    assert _timeout_for("/learnuplet?status=todo", 30) == _timeout_for("/x?wait=nan", 30) == 30
+    assert _timeout_for("/x?wait=abc", 30) == 30 and _timeout_for("/x?wait=1e9", 30) == 3630
+    result = call(server, "GET", f"/problem?uuid={new_uuid()}&wait=0.5")
+    assert result.returncode == 0 and json.loads(result.stdout) == {"problems": []}, result.stderr
