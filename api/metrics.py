@@ -6,10 +6,12 @@ statuses and short refusal reasons. No key id, uuid or body ever becomes a label
 
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Protocol
 
 from falcon.asgi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.offload import Offload
 
@@ -26,8 +28,30 @@ class Watched(Protocol):
 
 
 class Waiting(Protocol):
+    """What the waiting-request figures read at scrape time (an api.waits.Waits)."""
+
     @property
     def waiting(self) -> int: ...
+
+    @property
+    def looks(self) -> int: ...
+
+
+class _WaitingCollector:
+    """orchestrator_waiting_requests and orchestrator_wait_looks_total, read from the waits at each scrape."""
+
+    def __init__(self, waits: Waiting) -> None:
+        self.waits = waits
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "orchestrator_waiting_requests", "Requests waiting for the ledger to change (wait=S)",
+            value=self.waits.waiting,
+        )
+        yield CounterMetricFamily(
+            "orchestrator_wait_looks", "Queries run again for waiting requests, after batches that may answer them",
+            value=self.waits.looks,
+        )
 
 
 class Metrics:
@@ -60,9 +84,6 @@ class Metrics:
         self.state_lag = Gauge(
             "orchestrator_state_lag_entries", "Log entries not yet applied to the state store", registry=r
         )
-        self.waiting = Gauge(
-            "orchestrator_waiting_requests", "Requests waiting for the ledger to change (wait=S)", registry=r
-        )
 
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._observed: deque[tuple[str, str, int, float]] = deque()
@@ -73,9 +94,9 @@ class Metrics:
         self.log_size.set_function(lambda: ledger.head()[0])
         self.state_lag.set_function(ledger.state_lag)
 
-    def watch_waits(self, waits: "Waiting") -> None:
-        """Read the number of waiting requests from ``waits`` (an api.waits.Waits) at each scrape."""
-        self.waiting.set_function(lambda: waits.waiting)
+    def watch_waits(self, waits: Waiting) -> None:
+        """Read the waiting requests' figures from ``waits`` (an api.waits.Waits) at each scrape."""
+        self.registry.register(_WaitingCollector(waits))
 
     def on_group(self, count: int, seconds: float) -> None:
         self.group_size.observe(count)
