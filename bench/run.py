@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import engine_bench  # noqa: E402
 import http_bench  # noqa: E402
+import wait_bench  # noqa: E402
 from common import print_table  # noqa: E402
 
 
@@ -25,9 +26,11 @@ def main() -> None:
     if args.quick:
         levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 600, 5_000, 20_000, 100_000, 20_000
         small_uplets, few = 2_000, 1_000
+        waited_writes, wait_rounds = 800, 2
     else:
         levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 5_000, 100_000, 1_000_000, 1_000_000, 1_000_000
         small_uplets, few = 10_000, 10_000
+        waited_writes, wait_rounds = 4_000, 6
     started = time.monotonic()
     rows: list = []
 
@@ -37,6 +40,7 @@ def main() -> None:
             print(f"  measured: {row.figure}: {row.value:.1f} {row.unit} (ceiling {row.ceiling:.1f})", flush=True)
 
     add(http_bench.measure(levels, per_level))
+    add(wait_bench.measure(waited_writes, wait_rounds))
     ledger = engine_bench.build_entries(entries)
     add(engine_bench.replay_rows(ledger))
     add(engine_bench.verify_rows(ledger))
