@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: each figure, its ceiling measured in the same run, the ratio.
 
     python bench/run.py            # full: ~30-60 minutes on a 2-core machine
-    python bench/run.py --quick    # under two minutes: smaller ledgers, fewer requests
+    python bench/run.py --quick    # a few minutes: smaller ledgers, fewer requests
 
 The machine is shared and noisy: compare ratios, not absolute numbers.
 """
@@ -21,7 +21,7 @@ from common import print_table  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in a few minutes")
     args = parser.parse_args()
     if args.quick:
         levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 600, 5_000, 20_000, 100_000, 20_000
