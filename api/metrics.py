@@ -29,8 +29,30 @@ class Watched(Protocol):
 
 
 class Waiting(Protocol):
+    """What the waiting-request figures read at scrape time (an api.waits.Waits)."""
+
     @property
     def waiting(self) -> int: ...
+
+    @property
+    def looks(self) -> int: ...
+
+
+class _WaitingCollector:
+    """orchestrator_waiting_requests and orchestrator_wait_looks_total, read from the waits at each scrape."""
+
+    def __init__(self, waits: Waiting) -> None:
+        self.waits = waits
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "orchestrator_waiting_requests", "Requests waiting for the ledger to change (wait=S)",
+            value=self.waits.waiting,
+        )
+        yield CounterMetricFamily(
+            "orchestrator_wait_looks", "Queries run again for waiting requests, after batches that may answer them",
+            value=self.waits.looks,
+        )
 
 
 class Metrics:
@@ -63,9 +85,6 @@ class Metrics:
         self.state_lag = Gauge(
             "orchestrator_state_lag_entries", "Log entries not yet applied to the state store", registry=r
         )
-        self.waiting = Gauge(
-            "orchestrator_waiting_requests", "Requests waiting for the ledger to change (wait=S)", registry=r
-        )
 
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._observed: deque[tuple[str, str, int, float]] = deque()
@@ -79,9 +98,10 @@ class Metrics:
     def watch_witnesses(self, report: Callable[[], dict[str, Any] | None]) -> None:
         """Witness gauges and counters, read from ``report`` at each scrape (nothing without witnesses)."""
         self.registry.register(WitnessCollector(report))
-    def watch_waits(self, waits: "Waiting") -> None:
-        """Read the number of waiting requests from ``waits`` (an api.waits.Waits) at each scrape."""
-        self.waiting.set_function(lambda: waits.waiting)
+
+    def watch_waits(self, waits: Waiting) -> None:
+        """Read the waiting requests' figures from ``waits`` (an api.waits.Waits) at each scrape."""
+        self.registry.register(_WaitingCollector(waits))
 
     def on_group(self, count: int, seconds: float) -> None:
         self.group_size.observe(count)

@@ -101,6 +101,7 @@ class _Watch:
         try:
             while True:
                 self._again = False
+                self.waits.looks += 1
                 page = await self.look()
                 if page.documents:
                     self.settle(page)
@@ -141,6 +142,8 @@ class Waits:
         #: Requests waiting for the log to grow, and what they wait on (resolved at the next batch).
         self.entry_waiters = 0
         self._collection_waiters = 0
+        #: Queries run again after a batch that may answer them, so far (not the requests' own first look).
+        self.looks = 0
         self._grown: asyncio.Future[None] | None = None
         self._ready: deque[tuple[Moved, dict[bytes, list[bytes]]]] = deque()
         self._lock = threading.Lock()

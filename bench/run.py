@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: each figure, its ceiling measured in the same run, the ratio.
 
     python bench/run.py            # full: ~30-60 minutes on a 2-core machine
-    python bench/run.py --quick    # under two minutes: smaller ledgers, fewer requests
+    python bench/run.py --quick    # a few minutes: smaller ledgers, fewer requests
     python bench/run.py --engine   # the engine rows alone: replay, verify, apply by write kind
 
 The machine is shared and noisy: compare ratios, not absolute numbers.
@@ -17,12 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import apply_bench  # noqa: E402
 import engine_bench  # noqa: E402
 import http_bench  # noqa: E402
+import wait_bench  # noqa: E402
 from common import print_table  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in a few minutes")
     parser.add_argument(
         "--engine", action="store_true", help="only replay, verify and apply by write kind (no HTTP, proofs, queries)"
     )
@@ -30,9 +31,11 @@ def main() -> None:
     if args.quick:
         levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 600, 5_000, 20_000, 100_000, 20_000
         small_uplets, few, per_kind = 2_000, 1_000, 200
+        waited_writes, wait_rounds = 800, 2
     else:
         levels, per_level, entries, uplets, tree, many = [1, 8, 32, 64], 5_000, 100_000, 1_000_000, 1_000_000, 1_000_000
         small_uplets, few, per_kind = 10_000, 10_000, 1_000
+        waited_writes, wait_rounds = 4_000, 6
     started = time.monotonic()
     rows: list = []
 
@@ -43,6 +46,7 @@ def main() -> None:
 
     if not args.engine:
         add(http_bench.measure(levels, per_level))
+        add(wait_bench.measure(waited_writes, wait_rounds))
     ledger = engine_bench.build_entries(entries)
     add(engine_bench.replay_rows(ledger))
     add(engine_bench.verify_rows(ledger))

@@ -7,6 +7,7 @@ themselves.
 """
 
 import os
+import re
 import socket
 import threading
 import time
@@ -280,6 +281,22 @@ def test_stopping_the_server_answers_the_waiting_requests_at_once(tmp_path: Path
         srv.stop()
 
 
-def test_the_waiting_gauge_is_documented(server: Server) -> None:
-    text, _ = scrape(server)
+def test_the_waiting_figures_are_in_the_metrics(server: Server) -> None:
+    viewer = server.client("viewer")
+    text, samples = scrape(server)
     assert "# HELP orchestrator_waiting_requests Requests waiting for the ledger to change" in text
+    assert re.search(r"^# TYPE orchestrator_wait_looks(_total)? counter$", text, flags=re.MULTILINE)
+    looks = value(samples, "orchestrator_wait_looks_total")
+    worker = new_uuid()
+    waiting = Later(lambda: viewer.wait_for("learnuplet", worker=worker, wait=60))
+    _until(lambda: _waiting_count(server) >= 1)
+    admin = server.client("everything")
+    problem = _problem(admin)
+    admin.add_data(new_uuid(), problem)
+    admin.add_algo(new_uuid(), "looked-for", problem)  # a new learnuplet without that worker: no look
+    time.sleep(0.5)
+    assert value(scrape(server)[1], "orchestrator_wait_looks_total") == looks and waiting.is_alive()
+    (uplet,) = admin.find("learnuplet", problem=problem)["learnuplets"]
+    server.client("compute").set_worker("learnuplet", uplet["uuid"], worker)  # it changed: one look, a match
+    assert [u["uuid"] for u in waiting.get()] == [uplet["uuid"]]
+    assert value(scrape(server)[1], "orchestrator_wait_looks_total") == looks + 1

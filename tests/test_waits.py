@@ -137,12 +137,12 @@ def test_documents_created_without_every_waited_for_value_wake_nobody(ledger: Le
         for _ in range(3):  # the workflow waited for, not the size
             await _write_soon(ledger, "/problem", _problem(workflow, size=1))
         await asyncio.sleep(0.2)
-        assert sum(look.runs for look in looks) == 50  # each request's own first look, nothing since
+        assert sum(look.runs for look in looks) == 50 and waits.looks == 0  # each request's own first look only
         wanted = _problem(workflow, size=7)
         await _write_soon(ledger, "/problem", wanted)
         pages = await asyncio.wait_for(asyncio.gather(*pending), 30)
         assert all(page.documents == [ledger.document("problem", wanted["uuid"])] for page in pages)
-        assert sum(look.runs for look in looks) == 51  # once more, for all fifty
+        assert sum(look.runs for look in looks) == 51 and waits.looks == 1  # once more, for all fifty
 
     asyncio.run(main())
 
