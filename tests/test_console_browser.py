@@ -15,8 +15,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import c2sp_spec as spec
 import pytest
 from conftest import Server, free_port, init_ledger, new_uuid
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger import checkpoint, cosignature
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
@@ -230,7 +234,7 @@ def test_a_problem_made_in_the_form_shows_its_learnuplets_once_an_algo_comes_els
     first = text_of(browser, chain)
     assert first.startswith("0 todo"), first
 
-    uplets = client.find_all("learnuplet", algo=algo)
+    uplets = list(client.find_all("learnuplet", algo=algo))
     first_uplet = min(uplets, key=lambda u: u["rank"])
     outcome = submit(browser, "claim", learnuplet=first_uplet["uuid"], worker=new_uuid())
     assert outcome.startswith("accepted"), outcome
@@ -238,9 +242,14 @@ def test_a_problem_made_in_the_form_shows_its_learnuplets_once_an_algo_comes_els
                      train_perf="[0.7]", test_perf="[]")
     assert outcome.startswith("accepted"), outcome
     tab(browser, "platform")
-    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, f'#chain div.algo[data-algo="{algo}"] svg circle'),
-         what="the perf chart's point")
     wait(browser, lambda: text_of(browser, chain).startswith("0 done 0.75"), what="the reported perf")
+    second = max(uplets, key=lambda u: u["rank"])["uuid"]  # todo now; a worker elsewhere takes it
+    assert client.post(f"/worker/learnuplet/{second}", {"worker": new_uuid()}).status_code == 200
+    done = {"status": "done", "perf": 0.82, "train_perf": [0.8], "test_perf": []}
+    assert client.post(f"/learndone/{second}", done).status_code == 200
+    points = f'#chain div.algo[data-algo="{algo}"] svg circle'
+    wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, points)) == 2, what="the chart's two points")
+    assert text_of(browser, f'{chain}:nth-child(2)').startswith("1 done 0.82")
     if NOTE_SHOTS:
         Path(NOTE_SHOTS).mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(Path(NOTE_SHOTS) / "learnuplet-chain.png"))
@@ -330,5 +339,86 @@ def test_the_document_view_shows_a_document_and_its_history(browser: WebDriver, 
         assert '"title":"Not Found"' in history
     else:
         wait(browser, lambda: "checking" not in text_of(browser, "#doc-history"), what="history proofs checked")
-        assert "History (1 versions)" in text_of(browser, "#doc-history")
+        assert "History (1 version)" in text_of(browser, "#doc-history")
         assert "verified: in the tree" in text_of(browser, "#doc-history")
+
+
+def in_page(browser: WebDriver, node: tuple[Server, Tamper], body: str, *args: object) -> object:
+    """Run `body` (an async function body given `v`, the page's verify.js, and `args`) in the page."""
+    srv, _ = node
+    if not browser.current_url.startswith(srv.url + "/console"):
+        browser.get(srv.url + "/console/")
+    script = (
+        "const done = arguments[arguments.length - 1]; const args = Array.from(arguments).slice(0, -1);"
+        "import('/console/verify.js').then(async (v) => { " + body + " })"
+        ".then(done, (e) => done('error: ' + e.message));"
+    )
+    browser.set_script_timeout(60)
+    return browser.execute_async_script(script, *args)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_the_pages_inclusion_check_agrees_with_rfc_9162_for_every_index_of_small_trees(
+    browser: WebDriver, node: tuple[Server, Tamper]
+) -> None:
+    cases = []
+    for size in range(1, 21):
+        leaves = [spec.leaf(bytes([size, i])) for i in range(size)]
+        root = spec.mth(leaves)
+        for index in range(size):
+            cases.append([index, size, b64(leaves[index]), [b64(p) for p in spec.inclusion(index, leaves)], b64(root)])
+    failures = in_page(browser, node, """
+        const d = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+        const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+        const bad = [];
+        for (const [index, size, leaf, proof, root] of args[0]) {
+            const path = proof.map(d);
+            const got = await v.rootFromInclusion(index, size, d(leaf), path);
+            if (!same(got, d(root))) bad.push(`${index}/${size}: wrong root`);
+            if (path.length) {
+                const flipped = path.map((p, i) => (i === 0 ? Uint8Array.from(p, (x, j) => (j === 0 ? x ^ 1 : x)) : p));
+                const got2 = await v.rootFromInclusion(index, size, d(leaf), flipped);
+                if (same(got2, d(root))) bad.push(`${index}/${size}: a flipped proof passed`);
+                let refused = false;
+                try { await v.rootFromInclusion(index, size, d(leaf), path.slice(1)); } catch { refused = true; }
+                if (!refused) bad.push(`${index}/${size}: a short proof passed`);
+            }
+        }
+        return bad;""", cases)
+    assert failures == [], failures
+
+
+def test_the_page_checks_a_checkpoints_signature_and_its_witness_cosignatures(
+    browser: WebDriver, node: tuple[Server, Tamper]
+) -> None:
+    node_key, witness_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    origin = "example.test/log"
+    note = checkpoint.sign(checkpoint.Checkpoint(origin, 5, bytes(range(32)), bytes(32)), node_key)
+    body = note.partition("\n\n")[0] + "\n"
+    witness = cosignature.WitnessKey("witness.test/w1", witness_key.public_key())
+    cosigned = note + cosignature.cosign(body, witness.name, witness_key, 1_700_000_000).line()
+    forged = cosigned[:-6] + ("A" if cosigned[-6] != "A" else "B") + cosigned[-5:]
+    vkey = checkpoint.vkey(origin, node_key.public_key())
+    check = """
+        const [note, vkey, witnesses] = args;
+        try {
+            const keys = await Promise.all(witnesses.map((w) => v.parseVkey(w, 0x04)));
+            const { checkpoint, signatures } = await v.checkCheckpoint(note, await v.parseVkey(vkey, 0x01), keys);
+            return signatures.map((s) => `${s.name} ${s.kind} ${s.verified}${s.time ? " " + s.time : ""}`)
+                .concat([`size ${checkpoint.size}`]);
+        } catch (e) { return `not verified: ${e.message}`; }"""
+    assert in_page(browser, node, check, cosigned, vkey, [witness.vkey()]) == [
+        f"{origin} node signature true", "witness.test/w1 cosignature true 1700000000", "size 5"]
+    assert in_page(browser, node, check, cosigned, vkey, []) == [  # no key for the witness: shown, not checked
+        f"{origin} node signature true", "witness.test/w1 cosignature null 1700000000", "size 5"]
+    assert in_page(browser, node, check, forged, vkey, [witness.vkey()]) == (
+        "not verified: the cosignature by witness witness.test/w1 does not verify")
+    other = checkpoint.vkey(origin, Ed25519PrivateKey.generate().public_key())
+    assert in_page(browser, node, check, cosigned, other, []) == (
+        f"not verified: the checkpoint carries no signature by {origin}")
+    altered = cosigned.replace("\n5\n", "\n6\n", 1)
+    assert in_page(browser, node, check, altered, vkey, []) == (
+        f"not verified: the checkpoint signature by {origin} does not verify")

@@ -358,6 +358,7 @@ async function openEntry(seq) {
       body ? h("pre", {}, body) : null,
       h("h3", {}, "Receipt (C2SP tlog-proof@v1)"), h("pre", { class: "receipt" }, result.receipt),
       result.ok ? signatureRows(result.checked.signatures) : null);
+    target.scrollIntoView();
   } catch (e) {
     fill(target, h("h2", {}, `Entry ${seq} `, h("span", { id: "entry-verdict" }, mark(false, `not verified: ${errorText(e)}`))));
   }
@@ -391,7 +392,7 @@ async function loadDocument() {
     const answer = await api("GET", `/${collection}/${encodeURIComponent(uuid)}/history`);
     const versions = Array.isArray(answer) ? answer : Object.values(answer).find(Array.isArray) || [];
     const rows = versions.map((v) => ({ ...v, verdict: h("span", { class: "history-verdict" }, mark(null, "checking…")) }));
-    fill("doc-history", h("h2", {}, `History (${rows.length} versions)`), table([
+    fill("doc-history", h("h2", {}, `History (${rows.length} version${rows.length === 1 ? "" : "s"})`), table([
       ["seq", (v) => v.seq],
       ["when", (v) => when(v.time)],
       ["who", (v) => v.keyid],
