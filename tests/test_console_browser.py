@@ -324,23 +324,35 @@ def test_a_form_refuses_what_it_can_tell_is_wrong_without_sending(
 def test_the_document_view_shows_a_document_and_its_history(browser: WebDriver, node: tuple[Server, Tamper]) -> None:
     srv, _ = node
     client = srv.client("everything")
-    problem = new_uuid()
+    problem, algo = new_uuid(), new_uuid()
     client.add_problem(problem, new_uuid(), [], 1)
+    client.add_data(new_uuid(), problem)
+    client.add_algo(algo, "history", problem)
+    uplet = next(iter(client.find_all("learnuplet", algo=algo)))["uuid"]
+    claimed = client.post(f"/worker/learnuplet/{uplet}", {"worker": new_uuid()}).json()["receipt"]["seq"]
+    done = {"status": "done", "perf": 0.5, "train_perf": [0.5], "test_perf": []}
+    assert client.post(f"/learndone/{uplet}", done).status_code == 200
+
     open_console(browser, srv, "everything")
     tab(browser, "document")
-    Select(browser.find_element(By.ID, "doc-collection")).select_by_visible_text("problem")
-    browser.find_element(By.ID, "doc-uuid").send_keys(problem)
+    Select(browser.find_element(By.ID, "doc-collection")).select_by_visible_text("learnuplet")
+    browser.find_element(By.ID, "doc-uuid").send_keys(uplet)
     browser.find_element(By.CSS_SELECTOR, '#doc-form button[type="submit"]').click()
-    wait(browser, lambda: problem in text_of(browser, "#doc-json"), what="the document")
-    # The history endpoint may not be served by this node yet: then its error shows as it came.
+    wait(browser, lambda: '"status": "done"' in text_of(browser, "#doc-json"), what="the document")
+    # A node without the history endpoint (GET /{collection}/{uuid}/history): its error shows as it came.
     wait(browser, lambda: text_of(browser, "#doc-history").startswith("History"), what="the history part")
     history = text_of(browser, "#doc-history")
     if history.startswith("History\n404:"):
         assert '"title":"Not Found"' in history
-    else:
-        wait(browser, lambda: "checking" not in text_of(browser, "#doc-history"), what="history proofs checked")
-        assert "History (1 version)" in text_of(browser, "#doc-history")
-        assert "verified: in the tree" in text_of(browser, "#doc-history")
+        return
+    wait(browser, lambda: "checking" not in text_of(browser, "#doc-history"), what="history proofs checked")
+    history = text_of(browser, "#doc-history")
+    assert history.startswith("History (3 versions)"), history
+    assert history.count("verified: in the tree") == 3, history
+    at = browser.find_element(By.ID, "doc-at")
+    at.send_keys(str(claimed))
+    browser.find_element(By.CSS_SELECTOR, '#doc-form button[type="submit"]').click()
+    wait(browser, lambda: '"status": "pending"' in text_of(browser, "#doc-json"), what="the version as of the claim")
 
 
 def in_page(browser: WebDriver, node: tuple[Server, Tamper], body: str, *args: object) -> object:
