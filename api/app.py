@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon.asgi
 
-from api import errors, health, index, ledger_routes, openapi, resources, tiles
+from api import console_files, errors, health, index, ledger_routes, openapi, resources, tiles
 from api.door import LedgerDoor
 from api.metrics import Metrics, MetricsEndpoint
 from api.middleware import RequestObserver, auth_error_handler
@@ -98,6 +98,10 @@ def create_app(
     # page, unauthenticated.
     app.add_route("/", index.Index(ledger))
     app.add_route("/openapi.json", openapi.OpenApi())
+    # The web console (static files; the page signs its own calls in the browser), unauthenticated.
+    console = console_files.Console()
+    app.add_route("/console", console)
+    app.add_route("/console/{name}", console, suffix="file")
     openapi.add_docs(app)
     app.add_sink(_inline(errors.no_route))
     app.set_error_serializer(errors.serialize_error)

@@ -12,6 +12,7 @@ from orchestrator import version
 NAME = "Orchestrator ledger"
 #: What a newcomer can open without a signature.
 LINKS: dict[str, str] = {
+    "console": "/console/",
     "docs": "/docs",
     "openapi": "/openapi.json",
     "healthz": "/healthz",

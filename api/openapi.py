@@ -594,7 +594,7 @@ def _open_paths() -> dict[str, Schema]:
             "links": {
                 "type": "object",
                 "additionalProperties": {"type": "string"},
-                "description": "paths that need no signature: docs, openapi, healthz, readyz, metrics",
+                "description": "paths that need no signature: console, docs, openapi, healthz, readyz, metrics",
             },
         }
     )
@@ -607,6 +607,15 @@ def _open_paths() -> dict[str, Schema]:
                        {200: ("an HTML page", {"text/html": {"schema": {"type": "string"}}})}, [], "operations"),
         "/docs/swagger.json": plain("This contract, as the /docs page loads it",
                                     {200: ("the document", _json({"type": "object"}))}, [], "operations"),
+        "/console": plain("The web console: a page that signs its calls and checks proofs in the browser",
+                          {200: ("an HTML page", {"text/html": {"schema": {"type": "string"}}})}, [], "operations"),
+        "/console/{name}": {"get": {**plain("One of the web console's files (script, style sheet)",
+                                            {200: ("the file", {"text/javascript": {"schema": {}},
+                                                                "text/css": {"schema": {}}})},
+                                            [404], "operations")["get"],
+                                    "parameters": [{"name": "name", "in": "path", "required": True,
+                                                    "schema": {"type": "string"},
+                                                    "description": "the file's name"}]}},
         "/healthz": plain("Liveness: the process answers", {200: ("alive", status("ok"))}, [], "operations"),
         "/readyz": plain(
             "Readiness: the last log write succeeded and state is caught up with the log; with witnesses, their "

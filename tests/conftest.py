@@ -203,3 +203,22 @@ def on_terminal(args: list[str], *, stream: str, **kwargs) -> tuple[subprocess.C
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+#: Where a failing browser test (tests/test_console*.py) leaves its screenshot.
+SHOTS = Path(os.environ.get("CONSOLE_SHOTS") or Path(__file__).parent / ".artifacts")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A screenshot of the page for every failing test that drives a browser (`browser` fixture)."""
+    outcome = yield
+    report = outcome.get_result()
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.failed and browser is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)
+        try:
+            browser.save_screenshot(str(SHOTS / f"{name}-{report.when}.png"))
+        except Exception as e:  # the browser itself may be what failed
+            report.sections.append(("screenshot", f"no screenshot: {e}"))

@@ -204,7 +204,8 @@ def test_a_platform_cycle_meets_the_contract(checked: ValidatingServer) -> None:
     assert viewer.get("/nodes").status_code == 200
     assert admin.post(f"/nodes/{member}/revoke", {}).status_code == 200
 
-    for path in ("/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/swagger.json"):
+    for path in ("/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/swagger.json", "/console",
+                 "/console/console.js", "/console/console.css"):
         assert _open(checked, path).status_code == 200, path
     algo = cycle.ok(viewer.get("/algo", limit="1"))["algos"][0]
     assert cycle.ok(viewer.get(f"/algo/{algo['uuid']}")) == algo
