@@ -212,6 +212,12 @@ def _options(resp: Response, name: str, args: int) -> None:
     resp.content_length = 0
 
 
+def _present_only(req: Request) -> None:
+    """Membership keeps no versions: a read of it as of an earlier entry is refused, not answered now."""
+    if "at" in req.params:
+        raise ValidationError("membership reads answer the present only: /nodes does not take 'at'")
+
+
 class Worker(Authenticated):
     """POST /worker/{uplet_type}/{uplet_uuid}."""
 
@@ -224,11 +230,13 @@ class Nodes(Authenticated):
 
     async def on_get(self, req: Request, resp: Response) -> None:
         await self._read(req)
+        _present_only(req)
         members = await self.offload.run(self.ledger.members)
         _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(members))
 
     async def on_get_item(self, req: Request, resp: Response, key_id: str) -> None:
         await self._read(req)
+        _present_only(req)
         _json(resp, falcon.HTTP_200, self.ledger.member(key_id))
 
     async def on_post(self, req: Request, resp: Response, **_: str) -> None:

@@ -122,6 +122,9 @@ def test_bad_at_values_are_400_and_change_nothing(server: Server) -> None:
         assert viewer.get(path, at=str(size - 1)).status_code == 200  # the last entry is the newest state
     waiting = viewer.get("/problem", at="1", wait="1")
     assert waiting.status_code == 400 and "wait" in waiting.json()["description"]
+    for path in ("/nodes", "/nodes/admin"):  # membership keeps no versions: refused, not answered as of now
+        refused = viewer.get(path, at="1")
+        assert refused.status_code == 400 and "at" in refused.json()["description"], refused.text
     assert server.head() == before
 
 
