@@ -192,12 +192,8 @@ def _versions(store: Store, coll: str, uuid: str, until: int) -> list[tuple[int,
 
 def _version_at(store: Store, coll: str, uuid: str, seq: int) -> bytes | None:
     """The document as entry seq left it (uuid lowercase); None if it did not exist yet."""
-    last = None
-    for key, value in store.scan(version_prefix(coll, uuid)):
-        if from_n8(key[-8:]) > seq:
-            break
-        last = value
-    return last
+    found = _versions(store, coll, uuid, seq)
+    return found[-1][1] if found else None
 
 
 def document_at(store: Store, coll: str, uuid: str, seq: int) -> bytes:
