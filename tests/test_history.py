@@ -94,6 +94,8 @@ def test_history_lists_every_version_with_the_entry_that_wrote_it(server: Server
         histories[second][1]["document"]
     ]
     assert ok(viewer.get("/learnuplet", algo=algo, at=str(a_seq - 1)))["learnuplets"] == []
+    late = viewer.get("/learnuplet", algo=algo, at=str(a_seq - 1), after=first)  # a cursor from the future
+    assert late.status_code == 400 and "after" in late.json()["description"], late.text
 
 
 def test_history_of_unknown_documents_and_collections_is_404(server: Server) -> None:
