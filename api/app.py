@@ -72,6 +72,7 @@ def create_app(
     collection = resources.Collection(context)
     app.add_route("/{collection}", collection)
     app.add_route("/{collection}/{uuid}", collection, suffix="item")
+    app.add_route("/{collection}/{uuid}/history", collection, suffix="history")
     app.add_route("/worker/{kind}/{uuid}", resources.Worker(context))
     for path, resource in (
         ("/ledger/head", ledger_routes.Head),

@@ -9,7 +9,7 @@ from ledger.entry import SignedRequest
 from ledger.httpsig import Signer
 from ledger.proposal import Committed
 from ledger.query import Page
-from ledger.service import Moved
+from ledger.service import Moved, Version
 from ledger.tiles import TilePath
 
 
@@ -28,9 +28,13 @@ class LedgerDoor(Protocol):
 
     def order_trouble(self) -> str | None: ...
 
-    def document(self, coll: str, uuid: str) -> bytes: ...
+    def document(self, coll: str, uuid: str, at: int | None = None) -> bytes: ...
 
-    def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> Page: ...
+    def find(
+        self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None, at: int | None = None
+    ) -> Page: ...
+
+    def history(self, coll: str, uuid: str, at: int | None = None) -> list[Version]: ...
 
     def read_prefixes(self, coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]: ...
 

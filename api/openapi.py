@@ -325,6 +325,30 @@ def _int_query(name: str, description: str, required: bool = False, minimum: int
     return _query_param(name, {"type": "integer", "minimum": minimum, "maximum": 10**18 - 1}, description, required)
 
 
+def _at(answer: str) -> Schema:
+    """The ``at`` query parameter of a read."""
+    return _query_param(
+        "at",
+        {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+        f"a sequence number (from 0, the genesis, as /ledger/entries numbers entries): {answer} as of right "
+        "after that entry was applied. 400 if it is not an integer or the log does not hold that entry",
+    )
+
+
+def _version(collection: str) -> Schema:
+    """One item of a document's history."""
+    return _object(
+        {
+            "seq": {"type": "integer", "minimum": 1, "description": "the entry that wrote this version"},
+            "time": {"type": "integer", "description": "that entry's ledger time, Unix milliseconds (its `time`)"},
+            "keyid": {"type": "string", "description": "who signed that entry"},
+            "request": {"type": "string", "description": "that entry's request, `METHOD /path`"},
+            "document": _ref(_title(collection)),
+        },
+        description=f"the {collection} as the entry `seq` left it (its GET right after that entry)",
+    )
+
+
 def _collection_paths() -> dict[str, Schema]:
     paths: dict[str, Schema] = {}
     for collection in COLLECTIONS:
@@ -347,8 +371,9 @@ def _collection_paths() -> dict[str, Schema]:
                 "wait",
                 WAIT,
                 "seconds to wait for a match: answered at once when something matches, else as soon as a "
-                "matching document appears, or with the empty list once the seconds pass",
+                "matching document appears, or with the empty list once the seconds pass (not with `at`)",
             ),
+            _at("the documents that existed, as they were and filtered on their values,"),
         ]
         page = _object(
             {f"{collection}s": {"type": "array", "items": _ref(title)}, "next_after": UUID},
@@ -363,13 +388,27 @@ def _collection_paths() -> dict[str, Schema]:
                 tag="collections",
             )
         }
+        uuid = _path_param("uuid", {"type": "string"}, f"the {collection}'s uuid")
         paths[f"/{collection}/{{uuid}}"] = {
             "get": _signed(
-                f"One {collection}",
+                f"One {collection} (with `at`: as it was then; 404 if it did not exist yet)",
                 None,
                 {200: (f"the {collection}", _json(_ref(title)))},
                 not_found=True,
-                parameters=[_path_param("uuid", {"type": "string"}, f"the {collection}'s uuid")],
+                parameters=[uuid, _at(f"the {collection}")],
+                tag="collections",
+            )
+        }
+        history = {"type": "array", "items": _version(collection), "minItems": 1}
+        paths[f"/{collection}/{{uuid}}/history"] = {
+            "get": _signed(
+                f"Every version of one {collection}, oldest first, each with the entry that wrote it: every "
+                "change counts, side effects included (a learnuplet made todo by the report on the rank before "
+                "it names that report). With `at`: the versions written by entries 0..at",
+                None,
+                {200: (f"the {collection}'s versions", _json(history))},
+                not_found=True,
+                parameters=[uuid, _at("the versions written")],
                 tag="collections",
             )
         }

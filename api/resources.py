@@ -24,7 +24,23 @@ from ledger.documents import COLLECTIONS
 from ledger.errors import ValidationError
 from ledger.query import Page
 
-RESERVED = ("limit", "after", "wait")
+RESERVED = ("limit", "after", "wait", "at")
+
+
+def at_param(value: str | list[str] | None) -> int | None:
+    """The ``at`` query parameter: a sequence number (the state right after that entry), or None
+    when absent. Raises ValidationError unless it is one non-negative integer (whether the log holds
+    that entry, the ledger checks)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        raise ValidationError("query parameter 'at' is given more than once")
+    if not re.fullmatch(r"[0-9]{1,18}", value):
+        raise ValidationError(
+            f"query parameter 'at' must be a sequence number (an integer from 0, as /ledger/entries numbers "
+            f"entries), not {value[:20]!r}"
+        )
+    return int(value)
 
 
 def _json(resp: Response, status: int | str, data: bytes) -> None:
@@ -93,7 +109,8 @@ class Authenticated:
 
 
 class Collection(Authenticated):
-    """GET /{collection}, GET /{collection}/{uuid}; POST /problem, /algo, /data, /prediction."""
+    """GET /{collection}, GET /{collection}/{uuid}, GET /{collection}/{uuid}/history (each also
+    ``?at=SEQ``: as of right after entry SEQ); POST /problem, /algo, /data, /prediction."""
 
     async def on_get(self, req: Request, resp: Response, collection: str) -> None:
         await self._read(req)
@@ -105,6 +122,9 @@ class Collection(Authenticated):
         limit_text = filters.pop("limit", None)
         after = filters.pop("after", None)
         wait = wait_seconds(filters.pop("wait", None))
+        at = at_param(filters.pop("at", None))
+        if at is not None and wait is not None:
+            raise ValidationError("query parameters 'at' and 'wait' cannot be combined: a past state does not change")
         limit = 1000
         if limit_text is not None:
             if not re.fullmatch(r"[0-9]{1,6}", limit_text):
@@ -112,7 +132,7 @@ class Collection(Authenticated):
             limit = int(limit_text)
 
         def look() -> Awaitable[Page]:
-            return self.offload.run(self.ledger.find, collection, filters, limit=limit, after=after)
+            return self.offload.run(self.ledger.find, collection, filters, limit=limit, after=after, at=at)
 
         if wait is None:
             page = await look()
@@ -128,7 +148,22 @@ class Collection(Authenticated):
 
     async def on_get_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         await self._read(req)
-        _json(resp, falcon.HTTP_200, self.ledger.document(collection, uuid))
+        at = at_param(req.params.get("at"))
+        if at is None:
+            _json(resp, falcon.HTTP_200, self.ledger.document(collection, uuid))
+        else:  # a scan of the document's versions
+            _json(resp, falcon.HTTP_200, await self.offload.run(self.ledger.document, collection, uuid, at))
+
+    async def on_get_history(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
+        await self._read(req)
+        at = at_param(req.params.get("at"))
+        versions = await self.offload.run(self.ledger.history, collection, uuid, at)
+        items = [
+            b'{"seq":%d,"time":%d,"keyid":%s,"request":%s,"document":%s}'
+            % (v.seq, v.time_ms, orjson.dumps(v.key_id), orjson.dumps(v.request), v.document)
+            for v in versions
+        ]
+        _json(resp, falcon.HTTP_200, b"[" + b",".join(items) + b"]")
 
     async def on_post(self, req: Request, resp: Response, collection: str) -> None:
         await self._write(req, resp)
@@ -141,6 +176,12 @@ class Collection(Authenticated):
 
     async def on_options_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         _options(resp, collection, 1)
+
+    async def on_options_history(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
+        if collection not in COLLECTIONS:
+            raise falcon.HTTPNotFound(title="Not found", description=f"no endpoint /{collection}/.../history")
+        resp.set_header("Allow", "GET")
+        resp.content_length = 0
 
 
 PROOF_VALUES = {"1": True, "true": True, "0": False, "false": False}
@@ -171,6 +212,12 @@ def _options(resp: Response, name: str, args: int) -> None:
     resp.content_length = 0
 
 
+def _present_only(req: Request) -> None:
+    """Membership keeps no versions: a read of it as of an earlier entry is refused, not answered now."""
+    if "at" in req.params:
+        raise ValidationError("membership reads answer the present only: /nodes does not take 'at'")
+
+
 class Worker(Authenticated):
     """POST /worker/{uplet_type}/{uplet_uuid}."""
 
@@ -183,11 +230,13 @@ class Nodes(Authenticated):
 
     async def on_get(self, req: Request, resp: Response) -> None:
         await self._read(req)
+        _present_only(req)
         members = await self.offload.run(self.ledger.members)
         _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(members))
 
     async def on_get_item(self, req: Request, resp: Response, key_id: str) -> None:
         await self._read(req)
+        _present_only(req)
         _json(resp, falcon.HTTP_200, self.ledger.member(key_id))
 
     async def on_post(self, req: Request, resp: Response, **_: str) -> None:

@@ -1,9 +1,12 @@
-"""Documents, their ledger order and their secondary indexes, as state keys.
+"""Documents, their ledger order, their secondary indexes and their versions, as state keys.
 
-The keys (``d/``, ``p/``, ``o/``, ``c/``, ``i/``) are named in :mod:`ledger.layout`. A field's
+The keys (``d/``, ``p/``, ``o/``, ``c/``, ``i/``, ``v/``) are named in :mod:`ledger.layout`. A field's
 indexed values are its value's filter form (:func:`filter_form`), one per element for list
 fields and one per key for mapping fields. Positions give ledger order: index prefixes list
-matches in the order documents were created.
+matches in the order documents were created. A transaction given the entry's sequence number
+also writes the document's version under that number (``v/<coll>/<uuid>/<n8 seq>``, the same bytes
+as ``d/``), each time it creates or changes a document: the document's history, and what a read as
+of an earlier entry answers (:func:`ledger.query.document_at`).
 """
 
 import struct
@@ -13,7 +16,7 @@ from typing import Any, Protocol
 
 from ledger import canonical
 from ledger.errors import InternalError
-from ledger.layout import count_key, doc_key, index_field_prefix, n8, order_prefix, pos_key
+from ledger.layout import count_key, doc_key, index_field_prefix, n8, order_prefix, pos_key, version_prefix
 from ledger.layout import index_prefix as index_prefix  # the key of one indexed value (tests use it)
 
 _ABSENT = object()  # a dict.get default no stored value can be
@@ -128,6 +131,8 @@ _INDEXES: dict[str, tuple[tuple[str, bytes], ...]] = {
 _KEYS: dict[str, tuple[bytes, bytes, bytes, bytes]] = {
     coll: (count_key(coll), pos_key(coll, ""), order_prefix(coll), doc_key(coll, "")) for coll in FIELDS
 }
+#: Per collection, the start of its version keys (version_prefix without the uuid and its slash).
+_VERSIONS: dict[str, bytes] = {coll: version_prefix(coll, "")[:-1] for coll in FIELDS}
 _U32 = struct.Struct(">I").pack
 _NULL = _U32(4) + b"null"  # the length and text of a None value's one filter form
 
@@ -148,11 +153,15 @@ def _index_keys(prefix: bytes, value: Any, pos: bytes) -> list[bytes]:
 
 
 class Txn:
-    """Reads through to a base view, collects writes; nothing is stored until the caller commits."""
+    """Reads through to a base view, collects writes; nothing is stored until the caller commits.
 
-    def __init__(self, base: "Readable") -> None:
+    seq: the sequence number of the entry the writes are for; given, every document written is
+    also written as that entry's version of it (the state machine always gives it)."""
+
+    def __init__(self, base: "Readable", *, seq: int | None = None) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        self._version = b"" if seq is None else b"/" + n8(seq)  # what a version key ends with
 
     def get(self, key: bytes) -> bytes | None:
         value = self.writes.get(key, _ABSENT)
@@ -188,7 +197,9 @@ class Txn:
         writes[counter] = n8(n + 1)
         writes[pos_prefix + value] = pos
         writes[order + pos] = value
-        writes[doc_prefix + value] = canonical.dumps(doc)
+        writes[doc_prefix + value] = dumped = canonical.dumps(doc)
+        if self._version:
+            writes[_VERSIONS[coll] + value + self._version] = dumped
         for field, prefix in _INDEXES[coll]:
             field_value = doc[field]
             if type(field_value) is str:  # the common cases inline, as _index_keys() has them
@@ -208,7 +219,9 @@ class Txn:
         if pos is None:
             raise InternalError(f"update of a missing {coll} {uuid}")
         writes = self.writes
-        writes[doc_prefix + value] = canonical.dumps(new)
+        writes[doc_prefix + value] = dumped = canonical.dumps(new)
+        if self._version:
+            writes[_VERSIONS[coll] + value + self._version] = dumped
         for field, prefix in _INDEXES[coll]:
             before, after = old[field], new[field]
             if before == after:

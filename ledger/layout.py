@@ -28,6 +28,9 @@ State (derived from the log by the state machine; replay rebuilds it):
     o/<coll>/<n8 pos>                    -> uuid
     c/<coll>                             -> n8, the next position
     i/<coll>/<field>/<len4><value><n8>   -> uuid, one per indexed value of the field
+    v/<coll>/<uuid>/<n8 seq>             -> canonical JSON document as entry seq left it (a version:
+                                            one per entry that changed the document; the newest
+                                            equals d/<coll>/<uuid>)
 
 The domain rules' own records (:mod:`ledger.uplets`, :mod:`ledger.membership`):
 
@@ -107,6 +110,15 @@ def doc_key(coll: str, uuid: str) -> bytes:
 
 def pos_key(coll: str, uuid: str) -> bytes:
     return b"p/%s/%s" % (coll.encode(), uuid.encode())
+
+
+def version_prefix(coll: str, uuid: str) -> bytes:
+    """The start of a document's version keys; each continues with the n8 seq that wrote it."""
+    return b"v/%s/%s/" % (coll.encode(), uuid.encode())
+
+
+def version_key(coll: str, uuid: str, seq: int) -> bytes:
+    return version_prefix(coll, uuid) + n8(seq)
 
 
 def order_prefix(coll: str) -> bytes:

@@ -8,7 +8,8 @@ Invariants:
   LedgerError and leaves no writes behind (the caller discards the Txn).
 - The live writer and replay both call it, so replay reproduces state exactly.
 
-Besides the domain documents it records, per accepted request, the key's
+Besides the domain documents (and each document's version under the sequence
+number of the entry that wrote it) it records, per accepted request, the key's
 nonce, the signature fingerprint (for safe resends) and the outcome.
 """
 
@@ -205,7 +206,7 @@ def apply(view: Readable, entry: Entry, leaf: bytes | None = None) -> tuple[dict
     catches up, and an age check in ledger time would refuse every fresh signature meanwhile.
     Old signatures cannot come back: each nonce is recorded for good.
     """
-    txn = Txn(view)
+    txn = Txn(view, seq=entry.seq)
     if entry.genesis is not None:
         return txn.writes, _apply_genesis(txn, entry, entry.genesis)
     request = entry.request

@@ -6,15 +6,32 @@ membership for list fields, ANDed; a uuid given for a uuid-valued field (and
 end in ledger positions; a leapfrog join over those prefixes finds matches in
 ledger order, so a query costs time in proportion to its result (and to the
 smallest index it touches), not to the collection.
+
+Reads as of an earlier entry (``at``) go through the documents' versions (``v/``, written by the
+state machine with every document change): one document costs time in proportion to its
+versions; a list walks the collection in ledger order, looking up each document's version at that
+entry, and stops at the first one created later (positions follow ledger order), matching filters
+on the old version's fields as the indexes would have.
 """
 
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ledger import canonical, schema
-from ledger.documents import COLLECTIONS, FIELDS, UUID_FIELDS
+from ledger.documents import COLLECTIONS, FIELDS, UUID_FIELDS, indexed_values
 from ledger.errors import InternalError, NotFoundError, ValidationError
-from ledger.layout import MEMBER_PREFIX, doc_key, index_prefix, member_key, n8, order_prefix, pos_key
+from ledger.layout import (
+    MEMBER_PREFIX,
+    doc_key,
+    from_n8,
+    index_prefix,
+    member_key,
+    n8,
+    order_prefix,
+    pos_key,
+    version_prefix,
+)
 from ledger.store import Store
 
 MAX_LIMIT = 10_000
@@ -148,6 +165,79 @@ def find(
             raise InternalError(f"index points at a missing {coll} {uuid!r}")
         documents.append(raw)
     return Page(documents, uuids[-1].decode() if more else None)
+
+
+# -- as of an earlier entry -------------------------------------------------------
+
+
+def versions(store: Store, coll: str, uuid: str, *, until: int) -> list[tuple[int, bytes]]:
+    """(seq, canonical JSON document) of each version of a document written by entries 0..until,
+    oldest first. Raises NotFoundError for an unknown collection, or when there is none."""
+    check_collection(coll)
+    found = _versions(store, coll, uuid.lower(), until) if schema.is_uuid(uuid) else []
+    if not found:
+        raise NotFoundError(f"no {coll} {uuid} as of entry {until}")
+    return found
+
+
+def _versions(store: Store, coll: str, uuid: str, until: int) -> list[tuple[int, bytes]]:
+    found = []
+    for key, value in store.scan(version_prefix(coll, uuid)):
+        seq = from_n8(key[-8:])
+        if seq > until:
+            break
+        found.append((seq, value))
+    return found
+
+
+def _version_at(store: Store, coll: str, uuid: str, seq: int) -> bytes | None:
+    """The document as entry seq left it (uuid lowercase); None if it did not exist yet."""
+    found = _versions(store, coll, uuid, seq)
+    return found[-1][1] if found else None
+
+
+def document_at(store: Store, coll: str, uuid: str, seq: int) -> bytes:
+    """The document as it was right after entry seq. Raises NotFoundError (unknown collection, or
+    no such document by then)."""
+    return versions(store, coll, uuid, until=seq)[-1][1]
+
+
+def _fits(doc: dict[str, Any], wanted: list[tuple[str, str]]) -> bool:
+    """Whether a document matches the filters as the indexes match them (its values' filter forms)."""
+    return all(form in indexed_values(doc[field]) for field, form in wanted)
+
+
+def find_at(
+    store: Store, coll: str, filters: Mapping[str, str], *, seq: int, limit: int = DEFAULT_LIMIT,
+    after: str | None = None,
+) -> Page:
+    """:func:`find` as of right after entry seq: the documents that existed then, as they were,
+    matching the filters then, in ledger order. Raises as find does (an ``after`` cursor must name
+    a document that existed then)."""
+    read_prefixes(coll, filters)  # checks the collection and the fields
+    if not 0 < limit <= MAX_LIMIT:
+        raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}")
+    wanted = [(field, _filter_value(coll, field, value)) for field, value in sorted(filters.items())]
+    start = 0
+    if after is not None:
+        pos = store.get(pos_key(coll, after.lower()))
+        if pos is None or _version_at(store, coll, after.lower(), seq) is None:
+            raise ValidationError(f"after: no {coll} {after} as of entry {seq}")
+        start = from_n8(pos) + 1
+    order = order_prefix(coll)
+    documents: list[bytes] = []
+    last = b""
+    for _, uuid in store.scan(order, order + n8(start)):
+        raw = _version_at(store, coll, uuid.decode(), seq)
+        if raw is None:
+            break  # created after seq, and so was every later one
+        if wanted and not _fits(canonical.loads(raw), wanted):
+            continue
+        if len(documents) == limit:
+            return Page(documents, last.decode())
+        documents.append(raw)
+        last = uuid
+    return Page(documents, None)
 
 
 def members(store: Store) -> list[bytes]:

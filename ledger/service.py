@@ -41,7 +41,7 @@ from ledger.authority import Authorities
 from ledger.batch import Head, apply_batch
 from ledger.committer import Committer, Notary
 from ledger.config import LedgerConfig
-from ledger.entry import SignedRequest
+from ledger.entry import SignedRequest, decode
 from ledger.errors import (
     AuthError,
     IntegrityError,
@@ -50,6 +50,7 @@ from ledger.errors import (
     NotFoundError,
     StorageError,
     UnsupportedMediaError,
+    ValidationError,
 )
 from ledger.layout import nonce_key
 from ledger.log import Log
@@ -81,6 +82,18 @@ class Moved:
         """Whether a document at one of those positions may now match the query reading ``prefixes``
         (False only when the batch created each of them without all the query's keys)."""
         return query.may_match(coll, prefixes, self.writes, positions)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a document: the entry that wrote it (sequence number, ledger time in Unix
+    milliseconds, signer, ``METHOD /path``) and the document as that entry left it."""
+
+    seq: int
+    time_ms: int
+    key_id: str
+    request: str
+    document: bytes  # canonical JSON
 
 
 #: Told of each committed batch, on the pipeline thread, after its writers' futures are resolved:
@@ -425,11 +438,40 @@ class Ledger:
         """Log entries the state store has not applied yet (0 when caught up)."""
         return self._current().size - read_meta(self.state).applied
 
-    def document(self, coll: str, uuid: str) -> bytes:
-        return query.get_document(self.state, coll, uuid)
+    def document(self, coll: str, uuid: str, at: int | None = None) -> bytes:
+        """A document now, or as it was right after entry ``at``. Raises NotFoundError (unknown
+        collection or document, or none by then) or ValidationError (``at`` not in the log)."""
+        if at is None:
+            return query.get_document(self.state, coll, uuid)
+        return query.document_at(self.state, coll, uuid, self._entry_in_log(at))
 
-    def find(self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None) -> query.Page:
-        return query.find(self.state, coll, filters, limit=limit, after=after)
+    def find(
+        self, coll: str, filters: Mapping[str, str], *, limit: int, after: str | None, at: int | None = None
+    ) -> query.Page:
+        """A page of a collection now, or as it was right after entry ``at``; raises as
+        :func:`ledger.query.find` does, or ValidationError (``at`` not in the log)."""
+        if at is None:
+            return query.find(self.state, coll, filters, limit=limit, after=after)
+        return query.find_at(self.state, coll, filters, seq=self._entry_in_log(at), limit=limit, after=after)
+
+    def history(self, coll: str, uuid: str, at: int | None = None) -> list[Version]:
+        """Every version of a document, oldest first, each with the entry that wrote it (up to
+        entry ``at``, if given). Raises as :meth:`document` does."""
+        until = self._current().size - 1 if at is None else self._entry_in_log(at)
+        found = []
+        for seq, document in query.versions(self.state, coll, uuid, until=until):
+            entry = decode(self.log.raw(seq))
+            request = entry.request
+            line = "genesis" if request is None else f"{request.method} {request.path}"
+            found.append(Version(seq, entry.time_ms, entry.key_id, line, document))
+        return found
+
+    def _entry_in_log(self, seq: int) -> int:
+        """seq, if it is an entry of the log; raises ValidationError otherwise."""
+        size = self._current().size
+        if not 0 <= seq < size:
+            raise ValidationError(f"at={seq}: no such entry; the log holds entries 0..{size - 1}")
+        return seq
 
     def read_prefixes(self, coll: str, filters: Mapping[str, str]) -> tuple[bytes, ...]:
         """The key prefixes :meth:`find` reads for these filters: a document can only start to match

@@ -254,13 +254,19 @@ class Client:
             body["prediction_storage_uuid"] = prediction_storage_uuid
         return self._post(f"/preddone/{uuid}", body)
 
-    def document(self, collection: str, uuid: str) -> JSON:
-        """GET /{collection}/{uuid}: one document."""
-        return self._get(f"/{collection}/{uuid}")
+    def document(self, collection: str, uuid: str, *, at: int | None = None) -> JSON:
+        """GET /{collection}/{uuid}: one document (with ``at``: as it was right after entry ``at``)."""
+        return self._get(f"/{collection}/{uuid}", None if at is None else {"at": at})
+
+    def history(self, collection: str, uuid: str, *, at: int | None = None) -> JSON:
+        """GET /{collection}/{uuid}/history: each version, oldest first, ``[{"seq", "time", "keyid",
+        "request", "document"}]`` (with ``at``: those written by entries 0..at)."""
+        return self._get(f"/{collection}/{uuid}/history", None if at is None else {"at": at})
 
     def find(self, collection: str, *, limit: int | None = None, after: str | None = None,
              **filters: QueryValue) -> JSON:
-        """GET /{collection}?field=value...: one page, ``{"<collection>s": [...], "next_after"?}``."""
+        """GET /{collection}?field=value...: one page, ``{"<collection>s": [...], "next_after"?}``
+        (``at=SEQ`` among the filters: the page as of right after entry SEQ)."""
         params: dict[str, QueryValue] = dict(filters)
         if limit is not None:
             params["limit"] = limit

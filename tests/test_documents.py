@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ledger import canonical
 from ledger.documents import FIELDS, Txn, doc_key, index_prefix, indexed_values, n8, order_prefix, pos_key
+from ledger.layout import version_key
 from ledger.uplets import _NAMESPACE, Ids
 
 SCALARS = st.one_of(
@@ -69,3 +70,18 @@ def test_insert_doc_writes_what_plain_puts_would(data: st.DataObject) -> None:
 def test_ids_are_uuid5_of_the_entry_hash_and_a_counter(entry_hash: bytes) -> None:
     ids = Ids(entry_hash)
     assert [ids.new() for _ in range(12)] == [str(uuid.uuid5(_NAMESPACE, f"{entry_hash.hex()}/{i}")) for i in range(12)]
+
+
+def test_a_transaction_of_an_entry_writes_each_document_it_changes_as_that_entry_s_version() -> None:
+    uuid_ = str(uuid.UUID(int=1))
+    doc = {**{field: None for field in FIELDS["problem"]}, "uuid": uuid_}
+    created = Txn({}, seq=7)
+    created.insert_doc("problem", doc)
+    assert created.writes[version_key("problem", uuid_, 7)] == created.writes[doc_key("problem", uuid_)]
+    changed = Txn(dict(created.writes), seq=9)
+    changed.update_doc("problem", doc, {**doc, "workflow": "w"})
+    versions = {key: value for key, value in changed.writes.items() if key.startswith(b"v/")}
+    assert versions == {version_key("problem", uuid_, 9): changed.writes[doc_key("problem", uuid_)]}
+    untracked = Txn({})
+    untracked.insert_doc("problem", doc)
+    assert not any(key.startswith(b"v/") for key in untracked.writes)

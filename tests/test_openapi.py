@@ -72,6 +72,8 @@ def _app_operations() -> set[tuple[str, str]]:
             elif path == "/{collection}/{uuid}":
                 names = COLLECTIONS if method == "GET" else writes[1]
                 found |= {(method, f"/{name}/{{}}") for name in names}
+            elif path == "/{collection}/{uuid}/history":
+                found |= {(method, f"/{name}/{{}}/history") for name in COLLECTIONS}
             elif path == "/tile/{path:path}":  # one route; the contract spells out its four shapes
                 found |= {(method, p) for p in ("/tile/{}/{}", "/tile/{}/{}.p/{}", "/tile/entries/{}",
                                                  "/tile/entries/{}.p/{}")}
@@ -209,6 +211,14 @@ def test_a_platform_cycle_meets_the_contract(checked: ValidatingServer) -> None:
         assert _open(checked, path).status_code == 200, path
     algo = cycle.ok(viewer.get("/algo", limit="1"))["algos"][0]
     assert cycle.ok(viewer.get(f"/algo/{algo['uuid']}")) == algo
+    for collection in COLLECTIONS:  # history, and reads as of the entry that wrote the first version
+        uuid = cycle.ok(viewer.get(f"/{collection}", limit="1"))[collection + "s"][0]["uuid"]
+        versions = cycle.ok(viewer.get(f"/{collection}/{uuid}/history"))
+        seq = str(versions[0]["seq"])
+        assert cycle.ok(viewer.get(f"/{collection}/{uuid}", at=seq)) == versions[0]["document"]
+        assert cycle.ok(viewer.get(f"/{collection}", at=seq, limit="1"))[collection + "s"]
+        assert viewer.get(f"/{collection}/{uuid}", at=str(int(seq) - 1)).status_code == 404
+    assert viewer.get("/problem", at="-1").status_code == 400
     problem = cycle.ok(viewer.get("/problem", limit="1"))["problems"][0]["uuid"]
     _rejections(checked, problem)
 
