@@ -9,8 +9,8 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
