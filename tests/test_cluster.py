@@ -340,6 +340,7 @@ def test_a_node_left_behind_by_etcd_compaction_catches_up_from_a_peer_then_appli
     cluster: Cluster,
 ) -> None:
     victim = cluster.servers[2]
+    assert cluster.client(0, "admin").post("/problem", _problem()).status_code == 201
     cluster.level()
     time.sleep(1.5)  # its record in etcd names the head it reached
     victim.stop(signal.SIGKILL)
@@ -350,7 +351,8 @@ def test_a_node_left_behind_by_etcd_compaction_catches_up_from_a_peer_then_appli
             assert time.monotonic() < deadline, f"etcd was not compacted past revision {left_at}"
             time.sleep(0.5)
         load.wait_acked(len(load.acked) + 200)
-    assert len(load.refused) < len(load.acked) // 10, load.refused[:3]
+    answered = [r for r in load.refused if not r.startswith("ConnectionError")]  # not the stopped node's
+    assert not answered, answered[:3]
     started = time.monotonic()
     victim.start()  # etcd no longer holds what it missed: it must take it from a peer
     size, _, _ = cluster.level(timeout_s=120)
@@ -366,12 +368,12 @@ def test_a_node_left_behind_by_etcd_compaction_catches_up_from_a_peer_then_appli
 
 def test_etcd_stays_small_under_continued_writes(cluster: Cluster) -> None:
     cluster.level()
-    with Load(cluster, clients=16, limit_s=30) as load:
-        load.wait_acked(4 * RETAIN, timeout_s=60)
+    with Load(cluster, clients=16, limit_s=60) as load:
+        load.wait_acked(1000, timeout_s=60)
     cluster.level()
-    time.sleep(7)  # a compaction round after the writes settle
-    keys = _proposal_keys(cluster)
-    assert keys <= RETAIN * 2, f"{keys} proposals still in etcd after {len(load.acked)} writes"
+    time.sleep(8)  # the nodes report where they are, then a compaction round
+    keys = _proposal_keys(cluster)  # what every node has applied is gone
+    assert keys < 100, f"{keys} proposals still in etcd after {len(load.acked)} writes"
     report("cluster", etcd_proposal_keys_after=keys, writes=len(load.acked))
 
 
