@@ -312,6 +312,8 @@ class Ledger:
         future = self._waiting.setdefault(params.fingerprint, mine)
         if future is not mine:
             return _resent(future)  # the same signed write is in flight: it gets that one's outcome
+        if self._answer_from_records(proposal, known_only=True):
+            return future  # applied here already (another node ordered a copy): nothing to order again
         try:
             self.sequencer.propose(proposal)
         except LedgerError:
@@ -521,19 +523,29 @@ class Ledger:
         for proposal in due:
             self._answer_from_records(proposal)
 
-    def _answer_from_records(self, proposal: Proposal) -> None:
+    def _answer_from_records(self, proposal: Proposal, *, known_only: bool = False) -> bool:
+        """Answer the proposal's waiter with what it became on this node: its recorded outcome, or
+        the refusal remembered with its nonce, else (unless `known_only`) that it is not known.
+        Whether it was answered (or someone else answered it first).
+
+        The pipeline writes the outcome to state and remembers a refusal before it pops the
+        waiters of what it applied: a waiter registered after that pop finds the outcome here."""
+        recorded = machine.recorded_outcome(self.state, proposal.fingerprint)
+        refusal = None if recorded is not None else \
+            self.nonces.refusal(proposal.key_id, proposal.nonce, proposal.fingerprint)
+        if known_only and recorded is None and refusal is None:
+            return False
         future = self._waiting.pop(proposal.fingerprint, None)
         if future is None or future.done():
-            return
-        recorded = machine.recorded_outcome(self.state, proposal.fingerprint)
+            return True
         if recorded is not None:
             seq, outcome, leaf_hex = recorded
             future.set_result(Committed(outcome.status, outcome.body, Receipt(seq, leaf_hex), resent=True))
-            return
-        refusal = self.nonces.refusal(proposal.key_id, proposal.nonce, proposal.fingerprint)
+            return True
         future.set_exception(refusal if refusal is not None else StorageError(
             "this signed request was ordered before, but what became of it is no longer known on this node: "
             "sign the request again"))
+        return True
 
     def _resolve_all(self, group: list[Ordered], error: LedgerError) -> None:
         for ordered in group:

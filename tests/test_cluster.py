@@ -241,6 +241,27 @@ def test_the_same_signed_write_sent_to_two_nodes_at_once_is_one_entry_with_one_a
     assert leaf_hash(raws[seq]).hex() == answers[0].json()["receipt"]["hash"]
 
 
+def test_a_write_resent_to_a_node_that_applied_it_already_gets_the_first_answer(cluster: Cluster) -> None:
+    admin = cluster.client(0, "admin")
+    first, second = cluster.servers[0], cluster.servers[1]
+    prepared = requests.Request("POST", first.url + "/problem", json=_problem(), auth=admin.auth()).prepare()
+    copy = prepared.copy()
+    copy.url = second.url + "/problem"
+    copy.headers["Host"] = f"127.0.0.1:{first.port}"
+    with requests.Session() as session:
+        answer = session.send(prepared, timeout=30)
+    assert answer.status_code == 201, answer.text
+    cluster.reached(1, answer.json()["receipt"]["seq"])  # the other node applied it before the resend came
+    with requests.Session() as session:
+        again = session.send(copy, timeout=30)
+    assert again.status_code == 201, again.text
+    assert again.content == answer.content
+    size, _, _ = cluster.level()
+    signature = prepared.headers["Signature"]
+    raws = cluster.entries(0, size)
+    assert sum(1 for raw in raws[1:] if (decode(raw).request or _NO).headers.get("signature") == signature) == 1
+
+
 def test_the_platform_cycle_with_each_step_on_another_node(cluster: Cluster) -> None:
     step = iter(range(1000))
 
