@@ -113,6 +113,23 @@ def open_note(note: str, name: str, public: Ed25519PublicKey | Sequence[Ed25519P
     return parse_body(body)
 
 
+def open_note_by_all(note: str, name: str, publics: Sequence[Ed25519PublicKey]) -> Checkpoint:
+    """Verify that the note carries a valid signature by every one of the keys; the checkpoint.
+
+    Raises CheckpointError naming how many of them signed."""
+    missing = 0
+    signed: Checkpoint | None = None
+    for public in publics:
+        try:
+            signed = open_note(note, name, public)
+        except CheckpointError:
+            missing += 1
+    if missing or signed is None:
+        raise CheckpointError(f"checkpoint carries valid signatures by {len(publics) - missing} of the ledger's "
+                              f"{len(publics)} node keys, not all of them")
+    return signed
+
+
 def parse_body(body: str) -> Checkpoint:
     lines = body.split("\n")
     if len(lines) < 4 or lines[-1] != "":

@@ -21,6 +21,9 @@ class LedgerConfig:
     public_urls: tuple[str, ...] | None = None
     #: etcd client URLs of the cluster that orders this node's writes (empty: the local sequencer).
     etcd: tuple[str, ...] = ()
+    #: etcd revisions of history kept for a node that lags or is down (0: etcd is never compacted);
+    #: past them it is left behind, and catches up from a peer once back.
+    etcd_retain: int = 100_000
 
     @property
     def log_dir(self) -> Path:

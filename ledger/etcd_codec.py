@@ -37,6 +37,16 @@ def prefix(genesis_leaf: bytes) -> bytes:
     return b"/orchestrator/" + genesis_leaf.hex().encode() + b"/p/"
 
 
+def nodes_prefix(genesis_leaf: bytes) -> bytes:
+    """The etcd key prefix of a ledger's node records (:mod:`ledger.applied`), beside its proposals."""
+    return b"/orchestrator/" + genesis_leaf.hex().encode() + b"/n/"
+
+
+def node_key(prefix_: bytes, node: str) -> bytes:
+    """The key of one node's record, under :func:`nodes_prefix`."""
+    return prefix_ + node.encode()
+
+
 def key(prefix_: bytes, proposal: Proposal) -> bytes:
     return prefix_ + proposal.fingerprint.hex().encode()
 

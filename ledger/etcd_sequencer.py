@@ -20,6 +20,17 @@ ambiguous, and a resend of the same signed bytes learns the outcome). While etcd
 unreachable for longer than that, new proposals are refused at once, and :meth:`trouble` says
 why; a probe clears it when a linearizable read succeeds again.
 
+Reporting and compaction: about once a second the node's signed record of how far it has applied
+(:mod:`ledger.applied`) goes under ``n/<node>`` beside the proposals, and every node's record is
+read back (the ledger verifies them: checkpoint signatures, peers to catch up to). Every
+``compact_s`` seconds each node also deletes the proposals that every node has applied and
+compacts etcd's history up to there, so etcd's size stays bounded; several nodes doing so at
+once is harmless (each only removes what all have applied). A node whose record is more than
+``retain`` revisions behind etcd's current revision (or that has none) no longer holds this
+back: it is left behind and, once back, finds its history compacted. Then the watch hands out a
+:class:`ledger.sequencer.CatchUp`: the ledger takes the missing entries from a peer, verifies
+them, and resumes the order from the position of the peer head it reached.
+
 Everything etcd-facing runs on one asyncio loop in a thread of its own (gRPC through aetcd's
 generated stubs); :meth:`propose` and :meth:`next_group` are called from other threads.
 """
@@ -29,7 +40,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +51,7 @@ from ledger.batch import Head
 from ledger.errors import IntegrityError, OrderingError
 from ledger.etcd_codec import endpoint
 from ledger.proposal import Ordered, Proposal
-from ledger.sequencer import Waiters
+from ledger.sequencer import CatchUp, Waiters
 
 log = logging.getLogger("orchestrator.etcd")
 
@@ -48,6 +59,10 @@ log = logging.getLogger("orchestrator.etcd")
 MAX_BUFFERED = 20_000
 #: Seconds a watch behind our own puts may report nothing before it is opened elsewhere.
 STALE_WATCH_S = 3.0
+#: etcd's default --max-txn-ops is 128: deletions go in transactions of at most this many.
+DELETE_TXN = 100
+#: Seconds between two catch-up attempts that found no peer to catch up from.
+CATCH_UP_RETRY_S = 2.0
 
 #: gRPC channel options: a watch from far back brings large responses (the 4 MB default fails).
 GRPC_OPTIONS = (
@@ -85,7 +100,12 @@ class EtcdSequencer:
         max_txn: int = 64,
         max_txn_bytes: int = 1 << 20,
         concurrency: int = 4,
+        report_s: float = 1.0,
+        compact_s: float = 5.0,
+        retain: int = 100_000,
     ) -> None:
+        """`retain`: etcd revisions of history kept for a node that lags or is down (0: compact
+        nothing); past them it is left behind and catches up from a peer when back."""
         if not endpoints:
             raise ValueError("an etcd sequencer needs at least one endpoint")
         self.endpoints = [endpoint(e) for e in endpoints]  # raises ValueError
@@ -95,11 +115,18 @@ class EtcdSequencer:
         self.max_txn = max_txn
         self.max_txn_bytes = max_txn_bytes
         self.concurrency = concurrency
+        self.report_s = report_s
+        self.compact_s = compact_s
+        self.retain = retain
         self.prefix = b""
+        self.nodes_prefix = b""
+        self._records: dict[str, bytes] = {}  # every node's raw record, as last read
+        self._positions: dict[str, bytes] = {}  # every genesis node's verified position (EMPTY: none)
+        self._compacted = 0  # the revision this node last compacted at (or found compacted)
         self._waiters: Waiters | None = None
         self._queue: deque[_Queued] = deque()
         self._queue_lock = threading.Lock()
-        self._ordered: deque[Ordered] = deque()
+        self._ordered: deque[Ordered | CatchUp] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._position = (0, 0)  # the last position handed out (or applied, at start)
@@ -128,6 +155,7 @@ class EtcdSequencer:
         if not head.genesis:
             raise IntegrityError("an etcd sequencer starts from a ledger that has a genesis")
         self.prefix = etcd_codec.prefix(head.genesis)
+        self.nodes_prefix = etcd_codec.nodes_prefix(head.genesis)
         self._position = etcd_codec.parse_position(head.position)
         self._waiters = waiters
         self._thread = threading.Thread(target=self._run, name="etcd-sequencer", daemon=True)
@@ -152,13 +180,24 @@ class EtcdSequencer:
         if loop is not None and wake is not None:
             loop.call_soon_threadsafe(wake.set)
 
-    def next_group(self, limit: int) -> list[Ordered] | None:
+    def next_group(self, limit: int) -> list[Ordered] | CatchUp | None:
         with self._cond:
             while not self._ordered and not self._closed:
                 self._cond.wait()
             if not self._ordered:
                 return None
-            return [self._ordered.popleft() for _ in range(min(limit, len(self._ordered)))]
+            first = self._ordered[0]
+            if isinstance(first, CatchUp):
+                self._ordered.popleft()
+                return first
+            group: list[Ordered] = []
+            while self._ordered and len(group) < limit:
+                item = self._ordered[0]
+                if isinstance(item, CatchUp):
+                    break
+                group.append(item)
+                self._ordered.popleft()
+            return group
 
     def close(self) -> None:
         with self._cond:
@@ -190,6 +229,9 @@ class EtcdSequencer:
         tasks = [asyncio.create_task(self._proposer()) for _ in range(self.concurrency)]
         tasks.append(asyncio.create_task(self._watcher()))
         tasks.append(asyncio.create_task(self._prober()))
+        tasks.append(asyncio.create_task(self._reporter()))
+        if self.retain > 0:
+            tasks.append(asyncio.create_task(self._compactor()))
         try:
             await self._stopped.wait()
         finally:
@@ -341,10 +383,8 @@ class EtcdSequencer:
             try:
                 await self._watch(at)
             except Compacted as e:
-                self._fatal = (f"etcd's history was compacted at revision {e.args[0]}, past this node's position "
-                               f"(revision {self._position[0]}): it must catch up from a peer")
-                log.error("%s", self._fatal)
-                return
+                await self._catch_up(int(e.args[0]))
+                continue
             except (rpc.AioRpcError, _Restart) as e:
                 reason = _why(e) if isinstance(e, rpc.AioRpcError) else str(e)
                 self._watch_trouble = f"the etcd watch is reconnecting ({at}: {reason})"
@@ -415,6 +455,123 @@ class EtcdSequencer:
             stopped.set()
             watchdog.cancel()
             call.cancel()
+
+    async def _catch_up(self, compacted: int) -> None:
+        """Hand the pipeline a CatchUp (after whatever it still has to apply) and wait until it
+        resumes the order, from a peer's head or, having found none, from where it was."""
+        self._watch_trouble = (f"etcd's history was compacted at revision {compacted}, past this node's position "
+                               f"(revision {self._position[0]}): catching up from a peer")
+        log.warning("%s", self._watch_trouble)
+        loop = asyncio.get_running_loop()
+        resumed: asyncio.Future[bytes] = loop.create_future()
+        try:
+            self._records = await self._read_records()
+        except rpc.AioRpcError:
+            pass
+
+        def resume(position: bytes) -> None:  # called on the pipeline thread
+            def settle() -> None:
+                if not resumed.done():
+                    resumed.set_result(position)
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # the loop has stopped
+                pass
+
+        with self._cond:
+            self._ordered.append(CatchUp(etcd_codec.position(compacted, 0), dict(self._records), resume))
+            self._cond.notify()
+        position = etcd_codec.parse_position(await resumed)
+        if position > self._position:
+            self._position = position
+            log.warning("caught up from a peer: the etcd order goes on from revision %d", position[0])
+        else:
+            await asyncio.sleep(CATCH_UP_RETRY_S)
+
+    # -- reporting and compaction ----------------------------------------------------
+
+    async def _read_records(self) -> dict[str, bytes]:
+        at = self.endpoints[self._put_at % len(self.endpoints)]
+        response = await rpc.KVStub(self._channel(at)).Range(
+            rpc.RangeRequest(key=self.nodes_prefix, range_end=_end(self.nodes_prefix)), timeout=self.rpc_timeout_s)
+        found = {}
+        for kv in response.kvs:
+            name = bytes(kv.key[len(self.nodes_prefix):])
+            try:
+                found[name.decode()] = bytes(kv.value)
+            except UnicodeDecodeError:
+                continue
+        return found
+
+    async def _reporter(self) -> None:
+        """Put this node's record when it changed, read everyone's, about every report_s seconds."""
+        waiters = self._waiters
+        assert waiters is not None
+        last = b""
+        while True:
+            await asyncio.sleep(self.report_s)
+            try:
+                name, record = await asyncio.to_thread(waiters.report)
+                if record != last:
+                    at = self.endpoints[self._put_at % len(self.endpoints)]
+                    await rpc.KVStub(self._channel(at)).Put(
+                        rpc.PutRequest(key=etcd_codec.node_key(self.nodes_prefix, name), value=record),
+                        timeout=self.rpc_timeout_s)
+                    last = record
+                self._records = await self._read_records()
+                self._positions = await asyncio.to_thread(waiters.reported, self._records)
+            except rpc.AioRpcError as e:
+                log.debug("reporting to etcd failed: %s", _why(e))
+            except Exception:  # a bug must not stop the reports for good
+                log.exception("reporting to etcd failed")
+
+    def compaction_target(self, current: int, positions: Mapping[str, bytes]) -> int:
+        """The revision etcd may compact at: the lowest revision applied by the nodes that are
+        within `retain` revisions of `current` (0: none)."""
+        floor = current - self.retain
+        kept = [r for r in (etcd_codec.parse_position(p)[0] for p in positions.values()) if r >= floor]
+        return min(kept) if kept else 0
+
+    async def _compactor(self) -> None:
+        while True:
+            await asyncio.sleep(self.compact_s)
+            try:
+                await self._compact()
+            except rpc.AioRpcError as e:
+                log.debug("compacting etcd failed: %s", _why(e))
+            except Exception:
+                log.exception("compacting etcd failed")
+
+    async def _compact(self) -> None:
+        """Delete the proposals every (kept) node has applied; compact the history below them."""
+        positions = self._positions
+        if not positions:
+            return
+        at = self.endpoints[self._put_at % len(self.endpoints)]
+        kv = rpc.KVStub(self._channel(at))
+        current = await kv.Range(rpc.RangeRequest(key=self.prefix, range_end=_end(self.prefix), count_only=True),
+                                 timeout=self.rpc_timeout_s)
+        target = self.compaction_target(current.header.revision, positions)
+        if target <= self._compacted:
+            return
+        deleted = 0
+        while True:
+            below = await kv.Range(rpc.RangeRequest(key=self.prefix, range_end=_end(self.prefix), keys_only=True,
+                                                    max_mod_revision=target - 1, limit=DELETE_TXN),
+                                   timeout=self.rpc_timeout_s)
+            if not below.kvs:
+                break
+            await kv.Txn(rpc.TxnRequest(success=[
+                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=item.key)) for item in below.kvs]),
+                timeout=self.rpc_timeout_s)
+            deleted += len(below.kvs)
+        try:
+            await kv.Compact(rpc.CompactionRequest(revision=target), timeout=self.rpc_timeout_s)
+        except rpc.AioRpcError as e:
+            if e.code() != rpc.StatusCode.OUT_OF_RANGE:  # compacted there or later already (by another node)
+                raise
+        self._compacted = target
+        log.info("etcd compacted at revision %d (%d proposals deleted)", target, deleted)
 
     def _decoded(self, kv: Any) -> tuple[Proposal, int] | None:
         """The proposal a created key holds; None (skipped, on every node alike) for anything else."""

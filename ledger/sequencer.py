@@ -15,12 +15,27 @@ goes on; its time: no proposal is stamped behind it by the local sequencer) and 
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from ledger.batch import Head
 from ledger.errors import LedgerError, StorageError
 from ledger.proposal import Ordered, Proposal
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Handed out by next_group in place of a group: the order this node still has to apply is
+    gone from the sequencer (etcd compacted it). The ledger takes the entries from a peer, up to
+    a head whose position is at or past `since`, then calls `resume` with that position (or with
+    its own, unchanged, to be told again later) and the order goes on from there.
+
+    `records` are the sequencer's latest node records (:mod:`ledger.applied`), raw, by node."""
+
+    since: bytes
+    records: Mapping[str, bytes]
+    resume: Callable[[bytes], None]
 
 
 class Waiters(Protocol):
@@ -36,6 +51,16 @@ class Waiters(Protocol):
         its outcome is the one applied at `position`, now or once the pipeline gets there."""
         ...
 
+    def report(self) -> tuple[str, bytes]:
+        """This node's name and its signed record of how far it has applied (ledger.applied),
+        for a sequencer shared by several nodes to publish."""
+        ...
+
+    def reported(self, records: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Every node's record as the sequencer read it (raw, by node): the positions of those that
+        verify, by node name (a genesis node without a valid record is absent)."""
+        ...
+
 
 class Sequencer(Protocol):
     def start(self, head: Head, waiters: Waiters) -> None:
@@ -47,9 +72,10 @@ class Sequencer(Protocol):
         """Hand a proposal over to be ordered; raises StorageError when it cannot take it."""
         ...
 
-    def next_group(self, limit: int) -> list[Ordered] | None:
-        """Block until proposals are ordered and return up to `limit` of them, in order;
-        None once the sequencer is closed and everything it took has been handed out."""
+    def next_group(self, limit: int) -> list[Ordered] | CatchUp | None:
+        """Block until proposals are ordered and return up to `limit` of them, in order (or a
+        CatchUp when the order to apply next is no longer there); None once the sequencer is
+        closed and everything it took has been handed out."""
         ...
 
     def close(self) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import (
+    applied,
+    catchup,
     checkpoint,
     checkpoint_file,
     ed25519,
@@ -32,13 +34,15 @@ from ledger import (
     keys,
     machine,
     membership,
+    merkle,
+    note,
     query,
     receipt,
     routes,
     tiles,
 )
 from ledger.authority import Authorities
-from ledger.batch import Head, apply_batch
+from ledger.batch import Batch, Head, apply_batch
 from ledger.committer import Committer, Notary
 from ledger.config import LedgerConfig
 from ledger.entry import SignedRequest, decode
@@ -56,7 +60,7 @@ from ledger.layout import nonce_key
 from ledger.log import Log
 from ledger.nonces import NonceCache, refusable, replay
 from ledger.proposal import Committed, Ordered, Proposal, Receipt
-from ledger.sequencer import LocalSequencer, Sequencer
+from ledger.sequencer import CatchUp, LocalSequencer, Sequencer
 from ledger.state import catch_up, read_meta
 from ledger.store import LevelStore, MemoryStore, Store
 from ledger.witnessing import Witnessing
@@ -114,8 +118,11 @@ class Ledger:
         clock: Callable[[], float] = time.time,
         on_group: Callable[[int, float], None] | None = None,
         checkpoint_path: Path | None = None,
+        peers: "Callable[[str, Ed25519PrivateKey], catchup.Peers] | None" = None,
     ) -> None:
-        """Catch state up with the log; nothing runs until :meth:`start`."""
+        """Catch state up with the log; nothing runs until :meth:`start`. `peers` makes, from this
+        node's name and key, the other nodes to take entries from when the sequencer no longer
+        holds them (several nodes only)."""
         self.config = config
         self.clock = clock
         self.log = checkpoint_file.open_log(log_store, checkpoint_path)  # refuses a log shorter than signed
@@ -132,6 +139,12 @@ class Ledger:
             raise StorageError(f"the node key is not one of the ledger's genesis node keys ({config.node_key_file})")
         #: This node's name among the genesis node keys (the origin on a single-node ledger).
         self.node_name = named[0]
+        #: The genesis node keys, by name: whose records and checkpoint signatures count.
+        self._node_b64 = membership.node_keys(settings)
+        self.node_publics = {name: keys.public_from_b64(public) for name, public in self._node_b64.items()}
+        self.peers = None if peers is None else peers(self.node_name, node_key)
+        self._report: tuple[Head, bytes] | None = None  # the last record made, for its head
+        self._cosigned: dict[str, dict[str, note.Signature]] = {}  # note text -> node -> its signature line
         self.window = int(settings["signature_window"])
         self.sequencer = sequencer
         self.committer = Committer(self.log, state_store, Notary(self.origin, node_key), on_group=on_group)
@@ -244,11 +257,18 @@ class Ledger:
         self._check(request, signer, record, role)
         return signer
 
-    def _verified(self, request: SignedRequest) -> tuple[httpsig.Signer, dict[str, Any] | None]:
+    def _verified(
+        self, request: SignedRequest, nodes: bool = False
+    ) -> tuple[httpsig.Signer, dict[str, Any] | None]:
+        """`nodes`: also take the genesis node keys by their names, as auditors (a peer reading the
+        entries to catch up), when no member holds that key id."""
         records: dict[str, dict[str, Any] | None] = {}  # the membership record is read once per request
 
         def public_key(key_id: str) -> ed25519.VerifyKey | None:
             records[key_id] = record = machine.member(self.state, key_id)
+            if record is None and nodes and key_id in self._node_b64:
+                records[key_id] = record = {"public_key": self._node_b64[key_id], "roles": ["auditor"],
+                                            "revoked": False}
             return None if record is None else ed25519.verify_key(record["public_key"])
 
         try:
@@ -273,7 +293,7 @@ class Ledger:
 
     def read(self, request: SignedRequest, role: str | None = None) -> httpsig.Signer:
         """Authenticate a read and use up its nonce. Raises as :meth:`authenticate` does."""
-        signer, record = self._verified(request)
+        signer, record = self._verified(request, nodes=len(self._node_b64) > 1)
         params = signer.params
         if self.state.get(nonce_key(params.key_id, params.nonce)) is not None:
             raise replay(params.key_id, params.nonce)
@@ -305,6 +325,8 @@ class Ledger:
         future = self._waiting.setdefault(params.fingerprint, mine)
         if future is not mine:
             return _resent(future)  # the same signed write is in flight: it gets that one's outcome
+        if self._answer_from_records(proposal, known_only=True):
+            return future  # applied here already (another node ordered a copy): nothing to order again
         try:
             self.sequencer.propose(proposal)
         except LedgerError:
@@ -320,7 +342,10 @@ class Ledger:
 
     def _run(self) -> None:
         while (group := self.sequencer.next_group(self.config.max_group)) is not None:
-            self._commit(group)
+            if isinstance(group, CatchUp):
+                self._catch_up(group)
+            else:
+                self._commit(group)
 
     def _commit(self, group: list[Ordered]) -> None:
         try:
@@ -369,7 +394,119 @@ class Ledger:
                     log.exception("a watcher of the ledger failed")
         self._settle_earlier()
 
+    # -- catching up from a peer (ledger.catchup) --------------------------------------
+
+    def _catch_up(self, behind: CatchUp) -> None:
+        """Take the entries the sequencer lost from a peer, verified, then resume its order from the
+        position of the head reached (or from ours, to be asked again later, when that failed)."""
+        position = self._current().position
+        try:
+            position = self._take_from_peers(behind)
+        except LedgerError as e:
+            log.warning("catching up from a peer failed: %s", e.message)
+        except Exception:  # a bug must not kill the pipeline thread
+            log.exception("catching up from a peer failed")
+        finally:
+            behind.resume(position)
+
+    def _take_from_peers(self, behind: CatchUp) -> bytes:
+        head = self._current()
+        goal = catchup.goal(behind.records, self.origin, self.node_publics, behind.since, head.size)
+        if goal is None:
+            raise StorageError("no node has reported a head past etcd's compaction yet")
+        if self.peers is None:
+            raise StorageError("no peer to take entries from (--peer)")
+        signed = goal.checkpoint
+        log.warning("catching up from a peer: entries %d..%d, to %s", head.size, goal.size, catchup.describe(goal))
+        started = time.monotonic()
+        while True:
+            if self.committer.needs_recovery:
+                head = self.committer.recover()
+                with self._head_lock:
+                    self._head = head
+            if head.size >= goal.size:
+                break
+            raws = self.peers.entries(head.size, min(goal.size, head.size + catchup.CHUNK))
+            batch = catchup.apply_entries(self.state, head, raws)
+            _, root = self.log.prepare(head.size, batch.raws)
+            size = batch.after.size
+            if size == goal.size:
+                if root != signed.root or batch.after.digest != signed.state_digest:
+                    raise IntegrityError(f"the entries taken from a peer do not give {catchup.describe(goal)}: "
+                                         "root or state digest differ")
+                batch = dataclasses.replace(batch, after=dataclasses.replace(batch.after, position=goal.position))
+            else:
+                merkle.verify_consistency(size, goal.size, root, signed.root, self.peers.consistency(size, goal.size))
+            self._commit_caught_up(batch)
+            head = batch.after
+        if head.size != goal.size or head.digest != signed.state_digest or \
+                self.log.tree().root(head.size) != signed.root:
+            raise IntegrityError(f"this node's log is not a prefix of {catchup.describe(goal)}")
+        if head.position < goal.position:
+            self._commit_caught_up(Batch(head, dataclasses.replace(head, position=goal.position), [], [], {}, []))
+        log.warning("caught up from a peer to %d entries in %.1f s", goal.size, time.monotonic() - started)
+        return goal.position
+
+    def _commit_caught_up(self, batch: Batch) -> None:
+        self.committer.commit(batch)
+        with self._head_lock:
+            self._head = batch.after
+        if batch.raws and self.witnessing is not None:
+            self.witnessing.notify()
+        for fingerprint, future in list(self._waiting.items()):  # our own proposals among them
+            recorded = machine.recorded_outcome(self.state, fingerprint)
+            if recorded is not None and self._waiting.pop(fingerprint, None) is future and not future.done():
+                seq, outcome, leaf_hex = recorded
+                future.set_result(Committed(outcome.status, outcome.body, Receipt(seq, leaf_hex)))
+        if batch.raws and self._watchers:
+            moved = Moved(batch.after.size, batch.writes)
+            for watcher in self._watchers:
+                try:
+                    watcher(moved)
+                except Exception:
+                    log.exception("a watcher of the ledger failed")
+        self._settle_earlier()
+
     # -- what the sequencer tells (ledger.sequencer.Waiters) ----------------------------
+
+    def report(self) -> tuple[str, bytes]:
+        """This node's signed record of its head (ledger.applied), made again only when it moved."""
+        head = self._current()
+        made = self._report
+        if made is None or made[0] != head:
+            signed = self.committer.notary.sign(head.size, self.log.tree().root(head.size), head.digest)
+            made = self._report = (head, applied.encode(self.origin, self.node_name, head.size, head.position,
+                                                        signed, self.node_key))
+        return self.node_name, made[1]
+
+    def reported(self, records: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Verify the nodes' records; keep the other nodes' checkpoint signatures; every genesis
+        node's position (empty for one without a valid record)."""
+        positions = dict.fromkeys(self.node_publics, b"")
+        for name, raw in records.items():
+            try:
+                record = applied.decode(raw, self.origin, self.node_publics)
+            except LedgerError as e:
+                log.warning("ignoring the etcd record of node %r: %s", name, e.message)
+                continue
+            if record.node != name:
+                continue
+            positions[name] = record.position
+            if name != self.node_name:
+                text = note.parse(record.note).text
+                self._cosigned.setdefault(text, {})[name] = record.line
+        while len(self._cosigned) > 64:  # the oldest notes go first (dicts keep insertion order)
+            del self._cosigned[next(iter(self._cosigned))]
+        return positions
+
+    def _with_node_signatures(self, text: str) -> str:
+        """A checkpoint note with the other nodes' signature lines for the same body added."""
+        others = self._cosigned.get(note.parse(text).text)
+        if not others:
+            return text
+        parsed = note.parse(text)
+        return parsed.with_signatures(others[name] for name in sorted(others)).encode()
+
 
     def unordered(self, proposal: Proposal, error: LedgerError) -> None:
         """The sequencer could not order this proposal: its waiter gets the error."""
@@ -399,19 +536,29 @@ class Ledger:
         for proposal in due:
             self._answer_from_records(proposal)
 
-    def _answer_from_records(self, proposal: Proposal) -> None:
+    def _answer_from_records(self, proposal: Proposal, *, known_only: bool = False) -> bool:
+        """Answer the proposal's waiter with what it became on this node: its recorded outcome, or
+        the refusal remembered with its nonce, else (unless `known_only`) that it is not known.
+        Whether it was answered (or someone else answered it first).
+
+        The pipeline writes the outcome to state and remembers a refusal before it pops the
+        waiters of what it applied: a waiter registered after that pop finds the outcome here."""
+        recorded = machine.recorded_outcome(self.state, proposal.fingerprint)
+        refusal = None if recorded is not None else \
+            self.nonces.refusal(proposal.key_id, proposal.nonce, proposal.fingerprint)
+        if known_only and recorded is None and refusal is None:
+            return False
         future = self._waiting.pop(proposal.fingerprint, None)
         if future is None or future.done():
-            return
-        recorded = machine.recorded_outcome(self.state, proposal.fingerprint)
+            return True
         if recorded is not None:
             seq, outcome, leaf_hex = recorded
             future.set_result(Committed(outcome.status, outcome.body, Receipt(seq, leaf_hex), resent=True))
-            return
-        refusal = self.nonces.refusal(proposal.key_id, proposal.nonce, proposal.fingerprint)
+            return True
         future.set_exception(refusal if refusal is not None else StorageError(
             "this signed request was ordered before, but what became of it is no longer known on this node: "
             "sign the request again"))
+        return True
 
     def _resolve_all(self, group: list[Ordered], error: LedgerError) -> None:
         for ordered in group:
@@ -492,8 +639,8 @@ class Ledger:
         if self.witnessing is not None:
             served = self.witnessing.served()
             if served is not None:
-                return served
-        return self.signed_checkpoint()
+                return self._with_node_signatures(served)
+        return self._with_node_signatures(self.signed_checkpoint())
 
     def signed_checkpoint(self) -> str:
         """The latest checkpoint note the node signed (no cosignatures)."""
@@ -577,7 +724,7 @@ def _sequencer(config: LedgerConfig, clock: Callable[[], float]) -> Sequencer:
         return LocalSequencer(clock)
     from ledger.etcd_sequencer import EtcdSequencer  # gRPC only for a node that uses etcd
 
-    return EtcdSequencer(config.etcd, clock=clock)
+    return EtcdSequencer(config.etcd, clock=clock, retain=config.etcd_retain)
 
 
 def _resent(first: "Future[Committed]") -> "Future[Committed]":

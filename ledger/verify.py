@@ -130,6 +130,7 @@ def verify(
     processes: int | None = None,
     witnesses: Sequence[cosignature.WitnessKey] = (),
     quorum: int = 0,
+    all_nodes: bool = False,
 ) -> Report:
     """Verify everything the source holds; raise VerificationError at the first failure.
 
@@ -138,13 +139,19 @@ def verify(
     worker processes (0: two threads instead); by default ledgers of 4096 entries or more get
     one per CPU but one. With a `quorum`, the witnessed checkpoint (the source's, else its
     checkpoint) must carry that many valid cosignatures by distinct `witnesses`, and be a tree
-    of the ledger verified.
+    of the ledger verified. With `all_nodes`, the checkpoint must carry a valid signature by
+    every node key of the genesis (a several-node ledger's nodes all signed that tree).
     """
     started = time.monotonic()
     note, size, log_size = _claimed(source)
     replayed = _check_entries(source, size, progress, processes)
     tree, root = _check_tree(source, replayed, note, log_size)
     _check_checkpoint(note, replayed.origin, replayed.node_public, root, replayed.head.digest, size)
+    if all_nodes:
+        try:
+            checkpoint.open_note_by_all(note, replayed.origin, replayed.node_public)
+        except IntegrityError as e:
+            raise VerificationError("checkpoint", e.message) from e
     if trusted is not None:
         _check_trusted(source, trusted, replayed.origin, replayed.node_public, tree, size, root)
     kept = source.kept_checkpoint()
@@ -360,7 +367,7 @@ def _check_batch(batch: list[tuple[int, bytes, str | None]]) -> list[tuple[int, 
     results = []
     for seq, raw, public_key in batch:
         try:
-            results.append((seq, _check_signature(seq, decode(raw), public_key)))
+            results.append((seq, check_signature(seq, decode(raw), public_key)))
         except VerificationError as e:
             results.append((seq, "!" + e.reason))
         except IntegrityError as e:  # undecodable: the main thread reports it at this entry too
@@ -377,7 +384,7 @@ def _genesis_identity(entry: Entry) -> tuple[str, list[Ed25519PublicKey]]:
         raise VerificationError(0, f"malformed genesis: {e!r}") from e
 
 
-def _check_signature(seq: int, entry: Entry, public_key: str | None) -> str:
+def check_signature(seq: int, entry: Entry, public_key: str | None) -> str:
     """The entry's RFC 9421 signature against the key in force; returns the key id."""
     if entry.request is None:
         raise VerificationError(seq, "only entry 0 may be a genesis entry")

@@ -32,7 +32,7 @@ INIT = ("data_dir", "signature_window", "max_uplets_per_write")
 SERVE = (
     "data_dir", "bind", "threads", "body_limit", "max_queued_writes", "header_timeout", "body_timeout", "max_group",
     "log_level", "signature_window", "max_uplets_per_write", "public_url", "witness", "witness_quorum",
-    "witness_timeout", "public_log", "etcd",
+    "witness_timeout", "public_log", "etcd", "etcd_retain", "peer",
 )
 DATA = ("data_dir",)
 CALL = ("data_dir", "url", "key_file", "key_id")  # also audit: it signs like call
@@ -211,7 +211,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     policy = _witness_policy(args)
     client = _signing_client(s)  # the node and the key as `call` finds them
     try:
-        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"), **policy)
+        report = verify(RemoteSource(client), trusted=trusted, progress=ProgressBar("audit"), all_nodes=args.all_nodes,
+                        **policy)
     except requests.RequestException as e:
         raise StorageError(f"cannot reach {s.url}: {e}") from e
     return _report(report, args.save_checkpoint)
@@ -546,6 +547,11 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
         "KEY_ID.pem, or --key-file whose name without .pem is the key id unless --key-id says otherwise.",
     )
     _checkpoint_flags(p)
+    p.add_argument(
+        "--all-nodes", action="store_true",
+        help="require the checkpoint to carry a valid signature by every node key of the genesis (a ledger several "
+        "nodes run), not just one",
+    )
     _with_settings(p, CALL, base)
     p.set_defaults(func=_cmd_audit)
 

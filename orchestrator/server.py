@@ -17,7 +17,7 @@ from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, ValidationError
 from ledger.service import Ledger
 from ledger.witnessing import Witnessing
-from orchestrator import logs, stopping
+from orchestrator import logs, peers, stopping
 from orchestrator.protocol import HttpLimits
 from orchestrator.settings import Settings
 from orchestrator.witness_client import poster
@@ -54,7 +54,10 @@ class Server(BaseApplication):  # type: ignore[misc]
         logs.configure(self.settings.log_level)
         metrics = Metrics()
         try:
-            self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group)
+            extra: dict[str, Any] = {}
+            if self.settings.etcd:
+                extra["peers"] = peers.factory(self.settings.peer_urls())
+            self.ledger = self.open_ledger(self.settings.ledger_config(), on_group=metrics.on_group, **extra)
             witnessing = open_witnessing(self.settings, self.ledger)
             if witnessing is not None:
                 self.ledger.witness(witnessing)

@@ -60,6 +60,16 @@ def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def _urls(text: str) -> str:
     """Comma-separated http(s)://HOST[:PORT] URLs (empty: none)."""
     urls = [url.strip() for url in text.split(",") if url.strip()]
@@ -160,6 +170,17 @@ class Settings:
         "shared with the ledger's other nodes",
         shown="none: this node orders its writes alone",
     )
+    etcd_retain: int = _setting(
+        100_000, _count, "REVISIONS",
+        "with --etcd: etcd revisions (one per transaction of up to 64 writes) of history kept for a node that lags "
+        "or is down; past them it is left behind and catches up from a peer once back; 0 never compacts etcd",
+    )
+    peer: str = _setting(
+        "", _urls, "URL",
+        "with --etcd: another node of the ledger to take entries from when etcd has forgotten them, repeatable, "
+        "comma-separated in the environment",
+        shown="the --public-url values", repeat=True,
+    )
     url: str = _setting("http://127.0.0.1:8000", _text, "URL", "the node to call")
     key_id: str = _setting(
         "admin", _text, "NAME", "key id to sign with; with only a key file given, its name without .pem"
@@ -178,7 +199,13 @@ class Settings:
             max_group=self.max_group,
             public_urls=self.public_urls(),
             etcd=tuple(self.etcd.split(",")) if self.etcd else (),
+            etcd_retain=self.etcd_retain,
         )
+
+    def peer_urls(self) -> tuple[str, ...]:
+        """The nodes to catch up from: `peer`, or by default the public URLs (which, in a cluster that
+        answers to each other's URLs, name the other nodes, and this one, which is passed over)."""
+        return tuple(self.peer.split(",")) if self.peer else self.public_urls()
 
     def public_urls(self) -> tuple[str, ...]:
         """The URLs the node answers to: public_url, or by default the bind address's forms."""

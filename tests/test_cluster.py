@@ -4,9 +4,13 @@ resend through another node is ordered once; nodes and etcd members killed under
 
 One cluster for the module; each test leaves it whole for the next (they run in file order)."""
 
+import base64
+import json
+import os
 import random
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +29,8 @@ from orchestrator import etcd_members
 from orchestrator.client import ClientError
 
 NODES = 3
+#: etcd revisions kept for a node that is down (small, so that a test can write past it).
+RETAIN = 3000
 _NO = SignedRequest("", "", {}, b"")
 
 
@@ -89,7 +95,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         orchestrator("init", "--join", str(first / "genesis.json"), "--node-key", str(first / "nodes" / f"{name}.pem"),
                      "--data-dir", str(base / name))
         shutil.copytree(first / "keys", base / name / "keys")  # client keys, for the tests' clients
-    servers = [Server(base / name, port, args=("--etcd", ",".join(etcd.urls), "--public-url", urls))
+    servers = [Server(base / name, port, args=("--etcd", ",".join(etcd.urls), "--public-url", urls,
+                                                     "--etcd-retain", str(RETAIN)))
                for name, port in zip(names, ports, strict=True)]
     try:
         etcd.start_all()
@@ -100,6 +107,33 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for server in servers:
             server.stop()
         etcd.stop_all()
+
+
+def _etcdctl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([etcd_members.ETCDCTL, "--endpoints", ",".join(cluster.etcd.urls), *args],
+                          capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"},
+                          check=False)
+
+
+def _records(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    """The nodes' records in etcd (ledger.applied), by node name."""
+    done = _etcdctl(cluster, "get", "--prefix", "/orchestrator/", "-w", "json")
+    found = {}
+    for kv in json.loads(done.stdout).get("kvs", []):
+        key = base64.b64decode(kv["key"]).decode()
+        if "/n/" in key:
+            found[key.rsplit("/", 1)[1]] = json.loads(base64.b64decode(kv["value"]))
+    return found
+
+
+def _proposal_keys(cluster: Cluster) -> int:
+    done = _etcdctl(cluster, "get", "--prefix", "/orchestrator/", "--keys-only", "-w", "json")
+    return sum(1 for kv in json.loads(done.stdout).get("kvs", []) if "/p/" in base64.b64decode(kv["key"]).decode())
+
+
+def _compacted_past(cluster: Cluster, revision: int) -> bool:
+    done = _etcdctl(cluster, "get", "/orchestrator/none", f"--rev={max(revision, 1)}")
+    return "compacted" in done.stderr
 
 
 def _problem() -> dict[str, Any]:
@@ -207,6 +241,27 @@ def test_the_same_signed_write_sent_to_two_nodes_at_once_is_one_entry_with_one_a
     assert leaf_hash(raws[seq]).hex() == answers[0].json()["receipt"]["hash"]
 
 
+def test_a_write_resent_to_a_node_that_applied_it_already_gets_the_first_answer(cluster: Cluster) -> None:
+    admin = cluster.client(0, "admin")
+    first, second = cluster.servers[0], cluster.servers[1]
+    prepared = requests.Request("POST", first.url + "/problem", json=_problem(), auth=admin.auth()).prepare()
+    copy = prepared.copy()
+    copy.url = second.url + "/problem"
+    copy.headers["Host"] = f"127.0.0.1:{first.port}"
+    with requests.Session() as session:
+        answer = session.send(prepared, timeout=30)
+    assert answer.status_code == 201, answer.text
+    cluster.reached(1, answer.json()["receipt"]["seq"])  # the other node applied it before the resend came
+    with requests.Session() as session:
+        again = session.send(copy, timeout=30)
+    assert again.status_code == 201, again.text
+    assert again.content == answer.content
+    size, _, _ = cluster.level()
+    signature = prepared.headers["Signature"]
+    raws = cluster.entries(0, size)
+    assert sum(1 for raw in raws[1:] if (decode(raw).request or _NO).headers.get("signature") == signature) == 1
+
+
 def test_the_platform_cycle_with_each_step_on_another_node(cluster: Cluster) -> None:
     step = iter(range(1000))
 
@@ -300,6 +355,66 @@ def test_losing_etcd_refuses_writes_with_503_and_reads_go_on(cluster: Cluster) -
         time.sleep(0.2)
     assert admin.post("/problem", _problem()).status_code == 201
     cluster.level()
+
+
+def test_a_node_left_behind_by_etcd_compaction_catches_up_from_a_peer_then_applies_new_writes(
+    cluster: Cluster,
+) -> None:
+    victim = cluster.servers[2]
+    assert cluster.client(0, "admin").post("/problem", _problem()).status_code == 201
+    cluster.level()
+    time.sleep(1.5)  # its record in etcd names the head it reached
+    victim.stop(signal.SIGKILL)
+    left_at = int(_records(cluster)["n3"]["position"][:16], 16)  # the etcd revision it had applied
+    with Load(cluster, clients=16, limit_s=120) as load:
+        deadline = time.monotonic() + 110
+        while not _compacted_past(cluster, left_at + 1):
+            assert time.monotonic() < deadline, f"etcd was not compacted past revision {left_at}"
+            time.sleep(0.5)
+        load.wait_acked(len(load.acked) + 200)
+    answered = [r for r in load.refused if not r.startswith("ConnectionError")]  # not the stopped node's
+    assert not answered, answered[:3]
+    started = time.monotonic()
+    victim.start()  # etcd no longer holds what it missed: it must take it from a peer
+    size, _, _ = cluster.level(timeout_s=120)
+    caught_up_s = time.monotonic() - started
+    log = (victim.data_dir.parent / f"server-{victim.port}.log").read_text()
+    assert "caught up from a peer" in log
+    with Load(cluster, clients=4, limit_s=30) as more:  # and then it applies new writes as the others do
+        more.wait_acked(50)
+        assert victim.client("admin").post("/problem", _problem()).status_code == 201
+    _check_all_acknowledged(cluster, load.acked + more.acked)
+    report("cluster", caught_up_from_peer_s=round(caught_up_s, 2), caught_up_to=size)
+
+
+def test_etcd_stays_small_under_continued_writes(cluster: Cluster) -> None:
+    cluster.level()
+    with Load(cluster, clients=16, limit_s=60) as load:
+        load.wait_acked(1000, timeout_s=60)
+    cluster.level()
+    time.sleep(8)  # the nodes report where they are, then a compaction round
+    keys = _proposal_keys(cluster)  # what every node has applied is gone
+    assert keys < 100, f"{keys} proposals still in etcd after {len(load.acked)} writes"
+    report("cluster", etcd_proposal_keys_after=keys, writes=len(load.acked))
+
+
+def test_each_node_checkpoint_carries_every_node_signature_over_the_same_root(cluster: Cluster) -> None:
+    size, _, root = cluster.level()
+    deadline = time.monotonic() + 20
+    while True:
+        notes = [cluster.client(i).checkpoint() for i in range(NODES)]
+        lines = [n.split("\n\n", 1)[1].strip().split("\n") for n in notes]
+        if all(len(found) == NODES for found in lines):
+            break
+        assert time.monotonic() < deadline, f"checkpoints do not carry {NODES} signatures: {notes}"
+        time.sleep(0.3)
+    assert len({n.split("\n\n")[0] for n in notes}) == 1 and root in notes[0]
+    assert all(set(found) == set(lines[0]) for found in lines)  # the same signature lines everywhere
+    for server in cluster.servers:
+        done = orchestrator("audit", "--url", server.url, "--data-dir", str(server.data_dir),
+                            "--key-id", "auditor", "--all-nodes", check=False)
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert f"tree size {size}," in done.stdout
 
 
 def test_verify_passes_on_every_node_data_dir_with_the_same_root_and_digest(cluster: Cluster) -> None:

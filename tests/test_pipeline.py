@@ -10,14 +10,15 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from signing import Signer
 
-from ledger import keys
+from ledger import etcd_codec, keys
 from ledger.batch import Head, apply_batch
 from ledger.config import LedgerConfig
 from ledger.entry import SignedRequest, decode, encode
 from ledger.errors import AuthError, UnknownReferenceError
 from ledger.genesis import genesis_entry
 from ledger.layout import POSITION_KEY
-from ledger.proposal import Committed, Ordered, Proposal
+from ledger.merkle import leaf_hash
+from ledger.proposal import Committed, Ordered, Proposal, Receipt
 from ledger.service import Ledger
 from ledger.state import catch_up
 from ledger.store import MemoryStore
@@ -114,6 +115,65 @@ def test_the_ledger_applies_what_its_sequencer_ordered_in_that_order() -> None:
         ledger.close()
     # Replay of that log from scratch reaches the same digest.
     assert catch_up(ledger.log, MemoryStore()).digest == ledger.head()[1]
+
+
+class SharedOrder(ChosenOrder):
+    """Orders as etcd does for several nodes: each proposal at a revision of its own, and a copy
+    of one ordered already (through this node or another) is not ordered again: the ledger is
+    told the revision of the first, as a whole (etcd says where the key is, not its place in
+    its transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: Any = None
+        self.revisions: dict[bytes, int] = {}
+
+    def start(self, head: Head, waiters: Any) -> None:
+        self.waiters = waiters
+
+    def propose(self, proposal: Proposal) -> None:
+        revision = self.revisions.get(proposal.fingerprint)
+        if revision is not None:
+            self.waiters.ordered_before(proposal, etcd_codec.position(revision, etcd_codec.WHOLE))
+            return
+        super().propose(proposal)
+
+    def order_from_another_node(self, proposal: Proposal) -> None:
+        revision = self.revisions[proposal.fingerprint] = len(self.revisions) + 2
+        with self._cond:
+            self._released.append([Ordered(proposal, int(time.time() * 1000), etcd_codec.position(revision, 1))])
+            self._cond.notify_all()
+
+
+def test_a_write_resent_to_a_node_that_applied_the_copy_another_node_ordered_gets_its_answer() -> None:
+    signer = Signer(keys.private_pem(keys.new_private_key()), "alice")
+    genesis, node = _genesis(signer)
+    sequencer = SharedOrder()
+    ledger = Ledger.in_memory(LedgerConfig(), genesis, node, sequencer=sequencer)
+    try:
+        problem = str(uuid.uuid4())
+        accepted = signer.sign("POST", "/problem", json={"uuid": problem, "workflow": str(uuid.uuid4()),
+                                                          "test_dataset": [], "size_train_dataset": 1})
+        refused = signer.sign("POST", "/data", json={"uuid": str(uuid.uuid4()), "problems": str(uuid.uuid4())})
+        for request in (refused, accepted):
+            sequencer.order_from_another_node(_proposal(request, "alice"))
+        deadline = time.monotonic() + 10
+        while ledger.head()[0] < 2:  # this node applied both (the refused one appends nothing)
+            assert time.monotonic() < deadline, "the ordered copies were not applied"
+            time.sleep(0.01)
+        # Nothing comes after them in the order: the answers must not wait for more writes.
+        answer = _outcome(ledger.write(accepted))
+        assert isinstance(answer, Committed), answer
+        assert answer.status == 201
+        assert answer.receipt == Receipt(1, leaf_hash(ledger.entry(1)).hex())
+        try:  # its refusal, at once (remembered with its nonce) or through the future
+            again: Committed | Exception = _outcome(ledger.write(refused))
+        except UnknownReferenceError as e:
+            again = e
+        assert isinstance(again, UnknownReferenceError), again
+        assert ledger.head()[0] == 2
+    finally:
+        ledger.close()
 
 
 def _proposal(request: SignedRequest, key_id: str) -> Proposal:
