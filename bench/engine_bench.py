@@ -136,14 +136,13 @@ def proof_rows(small: int, big: int, proofs: int = 2000) -> list[Row]:
     timings = {}
     for size in (small, big):
         store = _tree(size)
-        tree = merkle.Tree(store.get)
         indices = [random.randrange(size) for _ in range(proofs)]
         started = time.perf_counter()
         for index in indices:
-            tree.inclusion(index, size)
+            merkle.Tree(store.get).inclusion(index, size)  # a fresh tree (no tile cached), as a request reads
         timings[size] = (time.perf_counter() - started) / proofs * 1e6
         store.close()
-    return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us", "<= 2.0x")]
+    return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us", "<= 1.5x")]
 
 
 def _get_mean_ms(url: str, key: bytes, path: str, count: int = 200) -> float:
