@@ -74,7 +74,7 @@ class Committer:
         Raises StorageError while the disk still refuses.
         """
         if self._log_failed:
-            self.log.store.recover()
+            self.log.recover()
             self._log_failed = False
             self._state_behind = True
         self.state.recover()

@@ -9,8 +9,9 @@ The log (precious; see :mod:`ledger.log` and :mod:`ledger.merkle`):
     size                                 -> n8, the number of entries
     h<level byte><n8 index>              -> Merkle hash tile (tile level, tile index; see
                                             ledger.merkle): its hashes, then its inner rows
-    h\xff                                -> the tree's right edge: n8 size, then the hashes of its
-                                            perfect subtrees from the left (a root in one read)
+    h\xff                                -> the tree's right edge: n8 size, the hashes of its perfect
+                                            subtrees from the left, then of each suffix of them (the
+                                            first is the root; see ledger.merkle.encode_edge)
     checkpoint                           -> the latest signed checkpoint note
     position                             -> the sequencer position the last appended batch reached
                                             (several nodes: where the etcd watch resumes)

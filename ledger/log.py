@@ -38,6 +38,7 @@ class Log:
     def __init__(self, store: Store, checkpoint_file: "CheckpointFile | None" = None) -> None:
         self.store = store
         self.checkpoint_file = checkpoint_file
+        self._full_tiles: merkle.FullTiles = {}  # shared by the trees read from the store (see tree())
 
     def size(self) -> int:
         raw = self.store.get(SIZE_KEY)
@@ -68,7 +69,16 @@ class Log:
         return self.store.get(LOG_POSITION_KEY) or b""
 
     def tree(self) -> merkle.Tree:
-        return merkle.Tree(self.store.get)
+        """The stored tree. Full tiles above level 0, once read, are kept for the trees after it
+        (they never change), until :meth:`recover`."""
+        return merkle.Tree(self.store.get, self._full_tiles)
+
+    def recover(self) -> None:
+        """Reopen the store after a failed write (Store.recover), forgetting the tiles kept: the
+        write may have shown tiles that did not become durable."""
+        self._full_tiles = {}
+        self.store.recover()
+        self._full_tiles = {}
 
     def has_legacy_tree(self) -> bool:
         """Whether the tree is (still, or partly) stored in the old one-key-per-node layout."""

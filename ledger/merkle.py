@@ -11,8 +11,8 @@ read and a slice: a root or an inclusion proof reads a few tiles, never hashes.
 
 :func:`integrate` is pure: given the old size, the new leaf hashes and a reader of stored tiles,
 it returns the tiles to write (the caller writes them in the same batch as the entries), and the
-tree's right edge (:data:`ledger.layout.EDGE_KEY`: the perfect subtrees a tree of that size is
-made of), so that its root, and the imperfect subtree at the right of a proof, take one read. Tree
+tree's right edge (:func:`encode_edge`: the perfect subtrees a tree of that size is made of, and
+their folds), so that its root, and the imperfect subtree at the right of a proof, take one read. Tree
 reads a tile once per instance (a partial tile only grows, so an older copy still holds every
 node it held). Verification functions follow RFC 9162 sections 2.1.3.2 and 2.1.4.2 and raise
 :class:`ProofError`; digests are compared with hmac.compare_digest.
@@ -148,8 +148,18 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
         tile_key(tile_level, tile_index): encode_tile([bytes(row) for row in tile])
         for (tile_level, tile_index), tile in touched.items()
     }
-    writes[EDGE_KEY] = n8(end) + b"".join(get(level, (end >> level) - 1) for level in edge_levels(end))
+    writes[EDGE_KEY] = encode_edge(end, [get(level, (end >> level) - 1) for level in edge_levels(end)])
     return writes
+
+
+def encode_edge(size: int, hashes: list[bytes]) -> bytes:
+    """The stored right edge of a tree of `size` leaves, given its perfect subtrees' hashes from
+    the left: n8 size, those hashes, then for each i the hash of the subtrees i.. together (the
+    first is the root), so that neither a root nor a proof's right-edge subtree needs hashing."""
+    folds = list(hashes)
+    for i in range(len(folds) - 2, -1, -1):
+        folds[i] = node_hash(hashes[i], folds[i + 1])
+    return n8(size) + b"".join(hashes) + b"".join(folds)
 
 
 def edge_levels(size: int) -> list[int]:
@@ -157,32 +167,45 @@ def edge_levels(size: int) -> list[int]:
     return [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
 
 
+#: Full tiles above level 0 that a :class:`FullTiles` keeps: 1 per 65,536 entries (16 KiB each),
+#: so every one of them up to 268M entries, in 64 MiB at most.
+FULL_TILES_KEPT = 4096
+FullTiles = dict[tuple[int, int], bytes]
+
+
 class Tree:
     """Read-side view of a stored tree: subtree hashes, roots and proofs."""
 
-    def __init__(self, read: Reader) -> None:
+    def __init__(self, read: Reader, full_tiles: "FullTiles | None" = None) -> None:
+        """`full_tiles`: full tiles above level 0 read before, shared between the trees of one
+        durable store (a full tile never changes); never for a reader that sees uncommitted writes."""
         self.read = read
+        self.full_tiles = full_tiles
         self._tiles: dict[tuple[int, int], bytes] = {}
-        self._edge: tuple[int, list[bytes]] | None = None
+        self._edge: tuple[int, bytes] | None = None
 
-    def edge(self) -> tuple[int, list[bytes]]:
-        """The stored right edge: the size it is of, and its subtree hashes ((0, []) if none)."""
+    def edge(self) -> tuple[int, bytes]:
+        """The stored right edge (:func:`encode_edge`): the size it is of, and its value ((0, b"") if none)."""
         if self._edge is None:
             value = self.read(EDGE_KEY) or b""
             size = from_n8(value[:8]) if len(value) >= 8 else 0
-            hashes = [value[at : at + HASH] for at in range(8, len(value), HASH)]
-            if len(hashes) != size.bit_count() or len(value) != 8 + HASH * len(hashes):
+            if len(value) != (8 + 2 * HASH * size.bit_count() if value else 0):
                 raise IntegrityError(f"the stored tree edge ({len(value)} bytes) is not that of a tree of {size}")
-            self._edge = (size, hashes)
+            self._edge = (size, value)
         return self._edge
 
     def _tile(self, tile_level: int, tile_index: int, fresh: bool = False) -> bytes:
         value = None if fresh else self._tiles.get((tile_level, tile_index))
+        shared = self.full_tiles
+        if value is None and shared is not None:
+            value = shared.get((tile_level, tile_index))
         if value is None:
             value = self.read(tile_key(tile_level, tile_index)) or b""
             if value:
                 tile_width(value)
-            self._tiles[(tile_level, tile_index)] = value
+            if shared is not None and tile_level and len(value) == _FULL and len(shared) < FULL_TILES_KEPT:
+                shared[(tile_level, tile_index)] = value
+        self._tiles[(tile_level, tile_index)] = value
         return value
 
     def node(self, level: int, index: int) -> bytes:
@@ -217,13 +240,10 @@ class Tree:
             return self.node(n.bit_length() - 1, start // n)
         top = n.bit_length()
         if end & ((1 << top) - 1) == n:  # the right edge of the tree of `end` leaves below level `top`
-            size, hashes = self.edge()
+            size, edge = self.edge()
             if size == end:
-                suffix = hashes[len(hashes) - (n.bit_count()) :]
-                value = suffix[-1]
-                for left in reversed(suffix[:-1]):
-                    value = node_hash(left, value)
-                return value
+                at = 8 + HASH * (2 * size.bit_count() - n.bit_count())  # the fold of its last n.bit_count()
+                return edge[at : at + HASH]
         k = _split(n)
         return node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
 
@@ -284,8 +304,8 @@ class LegacyTree(Tree):
     """A tree stored the old way, one key per perfect-subtree node (``t<level><n8 index>``): read
     by ``verify`` on a data dir no node has opened since; a node rebuilds it as tiles on open."""
 
-    def edge(self) -> tuple[int, list[bytes]]:
-        return (0, [])
+    def edge(self) -> tuple[int, bytes]:
+        return (0, b"")
 
     def node(self, level: int, index: int) -> bytes:
         value = self.read(legacy_node_key(level, index))

@@ -21,6 +21,7 @@ never with a traceback.
 """
 
 import base64
+import hashlib
 import json
 import re
 import shutil
@@ -131,7 +132,7 @@ def tile_rows(value: bytes, width: int) -> list[bytes]:
     return rows
 
 
-EDGE = b"h\xff"  # the tree's right edge: n8 size, then its perfect subtrees' hashes from the left
+EDGE = b"h\xff"  # the tree's right edge: n8 size, its perfect subtrees' hashes from the left, their folds
 
 
 def _cut_tree(log: DB, size: int) -> None:
@@ -140,7 +141,10 @@ def _cut_tree(log: DB, size: int) -> None:
     rows = tile_rows(log.get(tile_key(0, 0)), SIZE)
     log.put(tile_key(0, 0), b"".join(row[: 32 * (size >> k)] for k, row in enumerate(rows)))
     edge = [rows[k][32 * ((size >> k) - 1) : 32 * (size >> k)] for k in reversed(range(8)) if size >> k & 1]
-    log.put(EDGE, size.to_bytes(8, "big") + b"".join(edge))
+    folds = list(edge)
+    for i in range(len(folds) - 2, -1, -1):
+        folds[i] = hashlib.sha256(b"\x01" + edge[i] + folds[i + 1]).digest()
+    log.put(EDGE, size.to_bytes(8, "big") + b"".join(edge) + b"".join(folds))
 
 
 def _replace_in_entry(seq: int, old: bytes, new: bytes) -> Tamper:
