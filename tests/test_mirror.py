@@ -14,7 +14,7 @@ from pathlib import Path
 import plyvel  # type: ignore[import-untyped]
 import pytest
 import requests
-from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
+from conftest import Server, free_port, init_ledger, new_uuid, on_terminal, orchestrator
 
 MIRRORED = re.compile(r"^mirrored (\d+) new entries \((\d+) -> (\d+)\), (\d+) hash tiles checked, root (\S+)")
 
@@ -228,3 +228,12 @@ def test_a_fork_of_the_ledger_is_refused(tmp_path: Path) -> None:
     finally:
         node.stop()
         fork.stop()
+
+
+def test_a_progress_bar_on_a_terminal(public: Server, tmp_path: Path) -> None:
+    result, shown = on_terminal(
+        ["mirror", "--url", public.url, "--data-dir", str(tmp_path / "copy")], stream="stderr", timeout=120
+    )
+    size = public.head()["size"]
+    assert result.returncode == 0, result.stdout
+    assert "mirror [" in shown and f"{size}/{size}" in shown, shown
