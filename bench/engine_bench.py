@@ -133,10 +133,10 @@ def _tree(size: int) -> LevelStore:
     return store
 
 
-def proof_rows(small: int, big: int, proofs: int = 2000, rounds: int = 5) -> list[Row]:
+def proof_rows(small: int, big: int, proofs: int = 200, rounds: int = 30) -> list[Row]:
     """Inclusion proofs read from the stored tree, a fresh Log.tree() each, as a request reads one.
-    The sizes take turns for `rounds` rounds; the best round of each counts (the other workers of a
-    shared machine only ever add time)."""
+    The sizes take turns for `rounds` short rounds; the best round of each counts (the other workers
+    of a shared machine only ever add time)."""
     stores = {size: _tree(size) for size in (small, big)}
     logs = {size: Log(store) for size, store in stores.items()}
     timings: dict[int, float] = {}

@@ -1,4 +1,4 @@
-"""Persisting a Batch: Merkle nodes, the signed checkpoint, the synced log batch, then state.
+"""Persisting a Batch: Merkle tiles, the signed checkpoint, the synced log batch, then state.
 
 The synced log batch is the durability point: nothing is acknowledged before it. State is
 written after it without a sync; a failed state write leaves state behind the log, which
