@@ -110,7 +110,8 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
 
     Raises IntegrityError when the stored tiles do not hold exactly a tree of `size` leaves
     where the new nodes go."""
-    touched: dict[tuple[int, int], list[bytearray]] = {}
+    touched: dict[tuple[int, int], list[bytearray]] = {}  # tiles read, by (tile level, tile index)
+    grown: set[tuple[int, int]] = set()  # those a node was added to: the tiles to write
 
     def rows(tile_level: int, tile_index: int) -> list[bytearray]:
         found = touched.get((tile_level, tile_index))
@@ -129,6 +130,7 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
     def put(level: int, index: int, value: bytes) -> None:
         tile_level, tile_index, row, at = _place(level, index)
         stored = rows(tile_level, tile_index)[row]
+        grown.add((tile_level, tile_index))
         if len(stored) != at * HASH:
             raise IntegrityError(
                 f"tile {tile_level}/{tile_index} holds {len(stored) // HASH} nodes of level {level} where a tree "
@@ -145,8 +147,7 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
             put(level, index, value)
     end = size + len(leaves)
     writes: dict[bytes, bytes | None] = {
-        tile_key(tile_level, tile_index): encode_tile([bytes(row) for row in tile])
-        for (tile_level, tile_index), tile in touched.items()
+        tile_key(*place): encode_tile([bytes(row) for row in touched[place]]) for place in sorted(grown)
     }
     writes[EDGE_KEY] = encode_edge(end, [get(level, (end >> level) - 1) for level in edge_levels(end)])
     return writes

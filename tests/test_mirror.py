@@ -8,13 +8,14 @@ import http.server
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import plyvel  # type: ignore[import-untyped]
 import pytest
 import requests
-from conftest import Server, free_port, init_ledger, new_uuid, on_terminal, orchestrator
+from conftest import Server, WitnessServer, free_port, init_ledger, new_uuid, on_terminal, orchestrator
 
 MIRRORED = re.compile(r"^mirrored (\d+) new entries \((\d+) -> (\d+)\), (\d+) hash tiles checked, root (\S+)")
 
@@ -237,3 +238,29 @@ def test_a_progress_bar_on_a_terminal(public: Server, tmp_path: Path) -> None:
     size = public.head()["size"]
     assert result.returncode == 0, result.stdout
     assert "mirror [" in shown and f"{size}/{size}" in shown, shown
+
+
+def test_a_quorum_of_witness_cosignatures_is_mirrored_and_verified(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init_ledger(data)
+    vkey_file = tmp_path / "node.vkey"
+    vkey_file.write_text(orchestrator("vkey", "--data-dir", str(data)).stdout)
+    vkey = orchestrator("witness", "init", "--dir", str(tmp_path / "w1"), "--name", "witness.test/w1").stdout.strip()
+    witness = WitnessServer(tmp_path / "w1", [vkey_file]).start()
+    node = Server(data, free_port(), args=("--public-log", "true", "--witness", f"{witness.url}={vkey}")).start()
+    try:
+        write(node, 3)
+        deadline = time.monotonic() + 30
+        while "witness.test/w1" not in requests.get(node.url + "/checkpoint", timeout=10).text:
+            assert time.monotonic() < deadline, "the witness never cosigned"
+            time.sleep(0.2)
+        copy = tmp_path / "copy"
+        mirrored = mirror(node.url, copy, "--witness", vkey, "--quorum", "1")
+        assert mirrored.returncode == 0, mirrored.stderr
+        assert "cosigned by witness.test/w1" in mirrored.stdout
+        verified = orchestrator("verify", "--data-dir", str(copy), "--witness", vkey, check=False, timeout=60)
+        assert verified.returncode == 0, verified.stderr
+        assert "cosigned by witness.test/w1" in verified.stdout
+    finally:
+        node.stop()
+        witness.stop()
