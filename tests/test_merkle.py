@@ -557,3 +557,12 @@ def test_a_full_tile_never_changes_and_the_edge_tile_grows() -> None:
     assert store.nodes[b"h\x00" + (0).to_bytes(8, "big")] == full
     assert len(store.tree.hashes(0, 2, 44)) == 44 * 32
     assert store.tree.hashes(1, 0, 2) == store.tree.node(8, 0) + store.tree.node(8, 1)
+
+
+def test_an_append_writes_only_the_tiles_it_grows_and_the_edge() -> None:
+    store = stored([b"%d" % i for i in range(300)])
+    tile = lambda level, index: b"h" + bytes([level]) + index.to_bytes(8, "big")  # noqa: E731
+    assert set(integrate(300, [leaf_hash(b"x")], store.nodes.get)) == {tile(0, 1), b"h\xff"}
+    assert set(integrate(300, [leaf_hash(b"%d" % i) for i in range(213)], store.nodes.get)) == {
+        tile(0, 1), tile(0, 2), tile(1, 0), b"h\xff"
+    }
