@@ -7,7 +7,7 @@ holds its current hashes: a full tile (256 hashes) never changes again; the righ
 level is partial and grows by appending. After the W hashes the spec serves (row 0, so a tile of
 width W is served as the value's first 32*W bytes), the value keeps the tile's inner rows: row k
 (k = 1..7) is the W >> k nodes at level 8L + k whose leaves lie in the tile. So any node is one tile
-read and a slice: a root or an inclusion proof reads a few tiles, never hashes.
+read and a slice: a root or an inclusion proof reads a few tiles.
 
 :func:`integrate` is pure: given the old size, the new leaf hashes and a reader of stored tiles,
 it returns the tiles to write (the caller writes them in the same batch as the entries), and the
@@ -112,6 +112,7 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
     where the new nodes go."""
     touched: dict[tuple[int, int], list[bytearray]] = {}  # tiles read, by (tile level, tile index)
     grown: set[tuple[int, int]] = set()  # those a node was added to: the tiles to write
+    added: dict[tuple[int, int], bytes] = {}  # the nodes added, by (level, index)
 
     def rows(tile_level: int, tile_index: int) -> list[bytearray]:
         found = touched.get((tile_level, tile_index))
@@ -131,6 +132,7 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
         tile_level, tile_index, row, at = _place(level, index)
         stored = rows(tile_level, tile_index)[row]
         grown.add((tile_level, tile_index))
+        added[(level, index)] = value
         if len(stored) != at * HASH:
             raise IntegrityError(
                 f"tile {tile_level}/{tile_index} holds {len(stored) // HASH} nodes of level {level} where a tree "
@@ -149,8 +151,20 @@ def integrate(size: int, leaves: list[bytes], read: Reader) -> dict[bytes, bytes
     writes: dict[bytes, bytes | None] = {
         tile_key(*place): encode_tile([bytes(row) for row in touched[place]]) for place in sorted(grown)
     }
-    writes[EDGE_KEY] = encode_edge(end, [get(level, (end >> level) - 1) for level in edge_levels(end)])
+    # Each subtree of the new edge was added here or is the old edge's at its level (no tile read).
+    old = _edge_hashes(read(EDGE_KEY), size)
+    writes[EDGE_KEY] = encode_edge(end, [
+        added.get((level, (end >> level) - 1)) or old.get(level) or get(level, (end >> level) - 1)
+        for level in edge_levels(end)
+    ])
     return writes
+
+
+def _edge_hashes(value: bytes | None, size: int) -> dict[int, bytes]:
+    """A stored edge's subtree hashes by level, if it is the edge of a tree of `size` (else none)."""
+    if value is None or len(value) < 8 or from_n8(value[:8]) != size or len(value) != 8 + 64 * size.bit_count():
+        return {}
+    return {level: value[8 + HASH * i : 8 + HASH * (i + 1)] for i, level in enumerate(edge_levels(size))}
 
 
 def encode_edge(size: int, hashes: list[bytes]) -> bytes:
