@@ -2,6 +2,7 @@
 and server memory after many entries. Ledgers are built in-process (no HTTP) to save time."""
 
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -150,6 +151,7 @@ def proof_rows(small: int, big: int, proofs: int = 200, rounds: int = 30) -> lis
             timings[size] = min(timings.get(size, took), took)
     for store in stores.values():
         store.close()
+        shutil.rmtree(store.path, ignore_errors=True)
     return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us", "<= 1.5x")]
 
 
