@@ -5,7 +5,7 @@ Signed reads with the auditor role, like /ledger/*, unless the node serves a pub
 (``public_log``): then these three need no signature, so that any tlog-tiles client, or a plain
 file server mirroring them, can follow the log. Tiles and bundles are immutable once served:
 ``Cache-Control: public, max-age=31536000, immutable``; the checkpoint is ``no-cache``. Bundles
-are gzipped for a client that accepts it. Tiles are read on the read pool (256 tree reads each).
+are gzipped for a client that accepts it. Tiles are read on the read pool (one stored tile each).
 """
 
 import gzip

@@ -2,6 +2,7 @@
 and server memory after many entries. Ledgers are built in-process (no HTTP) to save time."""
 
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -129,21 +130,29 @@ def _tree(size: int) -> LevelStore:
         leaves = [merkle.leaf_hash(random.randbytes(32)) for _ in range(batch)]
         store.write(merkle.integrate(done, leaves, store.get), sync=False)
         done += batch
+    store._db.compact_range()  # let LevelDB settle: no background compaction under the timed reads
     return store
 
 
-def proof_rows(small: int, big: int, proofs: int = 2000) -> list[Row]:
-    timings = {}
-    for size in (small, big):
-        store = _tree(size)
-        tree = merkle.Tree(store.get)
-        indices = [random.randrange(size) for _ in range(proofs)]
-        started = time.perf_counter()
-        for index in indices:
-            tree.inclusion(index, size)
-        timings[size] = (time.perf_counter() - started) / proofs * 1e6
+def proof_rows(small: int, big: int, proofs: int = 200, rounds: int = 30) -> list[Row]:
+    """Inclusion proofs read from the stored tree, a fresh Log.tree() each, as a request reads one.
+    The sizes take turns for `rounds` short rounds; the best round of each counts (the other workers
+    of a shared machine only ever add time)."""
+    stores = {size: _tree(size) for size in (small, big)}
+    logs = {size: Log(store) for size, store in stores.items()}
+    timings: dict[int, float] = {}
+    for _ in range(rounds):
+        for size, log in logs.items():
+            indices = [random.randrange(size) for _ in range(proofs)]
+            started = time.perf_counter()
+            for index in indices:
+                log.tree().inclusion(index, size)
+            took = (time.perf_counter() - started) / proofs * 1e6
+            timings[size] = min(timings.get(size, took), took)
+    for store in stores.values():
         store.close()
-    return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us", "<= 2.0x")]
+        shutil.rmtree(store.path, ignore_errors=True)
+    return [Row(f"inclusion proof time, {big:,} vs {small:,} entries", timings[big], timings[small], "us", "<= 1.5x")]
 
 
 def _get_mean_ms(url: str, key: bytes, path: str, count: int = 200) -> float:

@@ -1,4 +1,4 @@
-"""Persisting a Batch: Merkle nodes, the signed checkpoint, the synced log batch, then state.
+"""Persisting a Batch: Merkle tiles, the signed checkpoint, the synced log batch, then state.
 
 The synced log batch is the durability point: nothing is acknowledged before it. State is
 written after it without a sync; a failed state write leaves state behind the log, which
@@ -74,7 +74,7 @@ class Committer:
         Raises StorageError while the disk still refuses.
         """
         if self._log_failed:
-            self.log.store.recover()
+            self.log.recover()
             self._log_failed = False
             self._state_behind = True
         self.state.recover()

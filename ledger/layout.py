@@ -7,7 +7,11 @@ The log (precious; see :mod:`ledger.log` and :mod:`ledger.merkle`):
 
     e<n8 seq>                            -> canonical entry bytes
     size                                 -> n8, the number of entries
-    t<level byte><n8 index>              -> Merkle tree node (RFC 9162)
+    h<level byte><n8 index>              -> Merkle hash tile (tile level, tile index; see
+                                            ledger.merkle): its hashes, then its inner rows
+    h\xff                                -> the tree's right edge: n8 size, the hashes of its perfect
+                                            subtrees from the left, then of each suffix of them (the
+                                            first is the root; see ledger.merkle.encode_edge)
     checkpoint                           -> the latest signed checkpoint note
     position                             -> the sequencer position the last appended batch reached
                                             (several nodes: where the etcd watch resumes)
@@ -60,12 +64,25 @@ def from_n8(raw: bytes) -> int:
 ENTRY_PREFIX = b"e"
 SIZE_KEY = b"size"
 CHECKPOINT_KEY = b"checkpoint"
-TREE_PREFIX = b"t"
+TILE_PREFIX = b"h"
+EDGE_KEY = b"h\xff"
+#: The tree's old layout, one key per node: t<level byte><n8 index>. A node rebuilds it as tiles
+#: when it opens the log (ledger.log.Log.upgrade); verify still reads it.
+LEGACY_TREE_PREFIX = b"t"
 LOG_POSITION_KEY = b"position"
 
 
 def entry_key(seq: int) -> bytes:
     return ENTRY_PREFIX + n8(seq)
+
+
+def tile_key(level: int, index: int) -> bytes:
+    """The key of hash tile `index` at tile level `level` (its hashes are tree level 8 * level)."""
+    return TILE_PREFIX + bytes([level]) + n8(index)
+
+
+def legacy_node_key(level: int, index: int) -> bytes:
+    return LEGACY_TREE_PREFIX + bytes([level]) + n8(index)
 
 
 # -- state: bookkeeping -------------------------------------------------------------

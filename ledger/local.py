@@ -13,6 +13,7 @@ from ledger import merkle
 from ledger.checkpoint_file import CheckpointFile, CheckpointFileError, read_signed
 from ledger.config import LedgerConfig
 from ledger.errors import IntegrityError, StorageError
+from ledger.layout import LEGACY_TREE_PREFIX, TILE_PREFIX
 from ledger.log import Log
 from ledger.store import LevelStore, Store
 from ledger.verify import VerificationError
@@ -31,6 +32,8 @@ class LocalSource:
         except IntegrityError as e:  # LevelDB refuses to open it: damaged
             raise VerificationError("log", e.message) from e
         self.log = Log(self._log_store)
+        self._legacy: bool | None = None  # whether the tree is in the old layout, once asked
+        self._tree_view: merkle.Tree | None = None
         self._state: LevelStore | None = None
         self._kept: str | None = None
         self._witnessed_file = CheckpointFile(config.witnessed_file)
@@ -90,12 +93,34 @@ class LocalSource:
         except StorageError as e:  # a table that cannot be read: reported at the entry it hit
             raise IntegrityError(e.message) from e
 
+    @property
+    def _old_layout(self) -> bool:
+        if self._legacy is None:
+            self._legacy = _read("tree", self.log.has_legacy_tree)
+        return self._legacy
+
+    @property
+    def _tree(self) -> merkle.Tree:
+        """The stored tree (a stopped node's: its tiles can be kept once read)."""
+        if self._tree_view is None:
+            kind = merkle.LegacyTree if self._old_layout else merkle.Tree
+            self._tree_view = kind(self._log_store.get)
+        return self._tree_view
+
     def stored_leaf(self, seq: int) -> bytes | None:
-        return _read("tree", lambda: self._log_store.get(merkle.node_key(0, seq)))
+        def leaf() -> bytes | None:
+            try:
+                return self._tree.node(0, seq)
+            except merkle.MissingNodeError:
+                return None
+
+        return _read("tree", leaf)
 
     def stored_nodes(self) -> Iterator[tuple[bytes, bytes]]:
+        """The stored tiles; on a data dir still in the old layout, its node keys instead (a node
+        rebuilds that as tiles when it opens the log, whatever tiles are there beside it)."""
         try:
-            yield from self._log_store.scan(b"t")
+            yield from self._log_store.scan(LEGACY_TREE_PREFIX if self._old_layout else TILE_PREFIX)
         except VerificationError:
             raise
         except (IntegrityError, StorageError) as e:
@@ -106,7 +131,7 @@ class LocalSource:
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         try:
-            return merkle.Tree(self._log_store.get).consistency(first, second)
+            return self._tree.consistency(first, second)
         except StorageError as e:
             raise IntegrityError(e.message) from e
 

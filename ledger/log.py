@@ -1,8 +1,10 @@
 """The append-only log: entry bytes by sequence number, in a LevelDB of its own.
 
-Keys are named in :mod:`ledger.layout`: entries, the size, the Merkle tree nodes
+Keys are named in :mod:`ledger.layout`: entries, the size, the Merkle tree as hash tiles
 (:mod:`ledger.merkle`) and the latest signed checkpoint. An append writes entries,
-tree nodes, size and checkpoint in one synced batch; that batch is the durability point. A log
+tiles, size and checkpoint in one synced batch; that batch is the durability point, so the
+tree never disagrees with the entries. A log whose tree is still in the old one-key-per-node
+layout is rebuilt as tiles from its entries when a node opens it (:meth:`Log.upgrade`). A log
 opened with a checkpoint file (:mod:`ledger.checkpoint_file`) also copies each checkpoint there,
 right after that batch, and never prepares or commits a tree smaller than the one the file signs.
 """
@@ -12,8 +14,21 @@ from typing import TYPE_CHECKING
 
 from ledger import merkle
 from ledger.errors import IntegrityError
-from ledger.layout import CHECKPOINT_KEY, ENTRY_PREFIX, LOG_POSITION_KEY, SIZE_KEY, entry_key, from_n8, n8
+from ledger.layout import (
+    CHECKPOINT_KEY,
+    EDGE_KEY,
+    ENTRY_PREFIX,
+    LEGACY_TREE_PREFIX,
+    LOG_POSITION_KEY,
+    SIZE_KEY,
+    entry_key,
+    from_n8,
+    n8,
+)
 from ledger.store import Store, Writes
+
+#: Leaves integrated per batch when rebuilding the tree (:meth:`Log.upgrade`).
+REBUILD_CHUNK = 65_536
 
 if TYPE_CHECKING:
     from ledger.checkpoint_file import CheckpointFile
@@ -23,6 +38,7 @@ class Log:
     def __init__(self, store: Store, checkpoint_file: "CheckpointFile | None" = None) -> None:
         self.store = store
         self.checkpoint_file = checkpoint_file
+        self._full_tiles: merkle.FullTiles = {}  # shared by the trees read from the store (see tree())
 
     def size(self) -> int:
         raw = self.store.get(SIZE_KEY)
@@ -53,7 +69,47 @@ class Log:
         return self.store.get(LOG_POSITION_KEY) or b""
 
     def tree(self) -> merkle.Tree:
-        return merkle.Tree(self.store.get)
+        """The stored tree. Full tiles above level 0, once read, are kept for the trees after it
+        (they never change), until :meth:`recover`."""
+        return merkle.Tree(self.store.get, self._full_tiles)
+
+    def recover(self) -> None:
+        """Reopen the store after a failed write (Store.recover), forgetting the tiles kept: the
+        write may have shown tiles that did not become durable."""
+        self._full_tiles = {}
+        self.store.recover()
+        self._full_tiles = {}
+
+    def has_legacy_tree(self) -> bool:
+        """Whether the tree is (still, or partly) stored in the old one-key-per-node layout."""
+        return next(iter(self.store.scan(LEGACY_TREE_PREFIX)), None) is not None
+
+    def upgrade(self) -> bool:
+        """Rebuild the tree as tiles from the entries if the old node keys are there; whether it did.
+
+        Tiles are written in batches, then the old keys deleted, the last batch synced. Until every
+        old key is gone the next open rebuilds again from the entries (from scratch, ignoring
+        whatever tiles an interrupted rebuild left), so a crash at any point is harmless; the log
+        is not served before this returns."""
+        if not self.has_legacy_tree():
+            return False
+        size = self.size()
+        edge: dict[bytes, bytes | None] = {}  # the tiles this rebuild wrote that may still grow
+        done = 0
+        while done < size:
+            end = min(size, done + REBUILD_CHUNK)
+            leaves = [merkle.leaf_hash(raw) for _, raw in self.raws(done, end)]
+            writes = merkle.integrate(done, leaves, edge.get)
+            self.store.write(writes, sync=False)
+            edge.update(writes)
+            for key in [k for k, v in edge.items() if k != EDGE_KEY and v and merkle.tile_width(v) == merkle.WIDTH]:
+                del edge[key]  # a full tile never changes again
+            done = end
+        old = [key for key, _ in self.store.scan(LEGACY_TREE_PREFIX)]
+        for at in range(0, len(old), REBUILD_CHUNK):
+            part = old[at : at + REBUILD_CHUNK]
+            self.store.write(dict.fromkeys(part), sync=at + REBUILD_CHUNK >= len(old))
+        return True
 
     def checkpoint(self) -> str | None:
         raw = self.store.get(CHECKPOINT_KEY)

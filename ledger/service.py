@@ -125,6 +125,8 @@ class Ledger:
         holds them (several nodes only)."""
         self.config = config
         self.clock = clock
+        if Log(log_store).upgrade():
+            log.info("rebuilt the Merkle tree of %s as tiles from its entries (old node layout)", config.data_dir)
         self.log = checkpoint_file.open_log(log_store, checkpoint_path)  # refuses a log shorter than signed
         self.state = state_store
         if self.log.size() == 0:

@@ -1,8 +1,8 @@
 """The log as C2SP tlog-tiles (https://c2sp.org/tlog-tiles): tile paths, hash tiles, entry bundles.
 
 Hash tile ``<L>/<N>`` holds, for i in 0..255, MTH(D[(N*256 + i) * 256**L : (N*256 + i + 1) * 256**L]):
-the stored Merkle node (level 8L, index N*256 + i) of :mod:`ledger.merkle`, so tiles are read
-straight from the tree, never recomputed. A partial tile ``.p/<W>`` is its first W hashes. An
+the nodes (level 8L, index N*256 + i). :mod:`ledger.merkle` stores the tree as these very tiles, so
+a tile is served as a slice of one stored value, never recomputed. A partial tile ``.p/<W>`` is its first W hashes. An
 entry bundle ``entries/<N>`` is entries N*256.. as big-endian uint16 length-prefixed bytes.
 
 Paths are canonical or refused: ``<N>`` is zero-padded 3-digit elements, all but the last
@@ -94,8 +94,7 @@ def hash_tile(tree: Tree, tile: TilePath, size: int) -> bytes:
     assert tile.level is not None
     if not covered(tile, size):
         raise NotFoundError(f"no tile {tile.format()} in a tree of {size} entries")
-    start = tile.index * WIDTH
-    return b"".join(tree.node(8 * tile.level, start + i) for i in range(tile.width))
+    return tree.hashes(tile.level, tile.index, tile.width)
 
 
 def entry_bundle(raws: list[bytes]) -> bytes:

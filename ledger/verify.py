@@ -5,8 +5,8 @@ running node) and checks, in order: canonical encoding, sequence numbers and
 times, each request's RFC 9421 signature and content digest against the
 membership in force at that entry, then applies the entry with the state
 machine (which checks roles, time windows, nonces and the domain rules). It
-rebuilds the Merkle tree from the leaves and compares it with the stored nodes
-where the source has them, checks the checkpoint's signature, root and state
+rebuilds the Merkle tree from the leaves and compares it with the stored tiles
+(or a data dir's old-layout nodes) where the source has them, checks the checkpoint's signature, root and state
 digest, optionally proves consistency with an earlier trusted checkpoint, and
 compares the source's materialized state with the replay where it has one.
 The first failure raises :class:`VerificationError` naming the entry or part.
@@ -29,7 +29,16 @@ from ledger import checkpoint, cosignature, ed25519, httpsig, keys, machine, mem
 from ledger.batch import Head, RejectedEntry, apply_batch
 from ledger.entry import Entry, decode
 from ledger.errors import IntegrityError, LedgerError, StorageError
-from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, META_PREFIX, from_n8
+from ledger.layout import (
+    APPLIED_KEY,
+    DIGEST_KEY,
+    EDGE_KEY,
+    GENESIS_KEY,
+    LEGACY_TREE_PREFIX,
+    META_PREFIX,
+    TILE_PREFIX,
+    from_n8,
+)
 from ledger.state import Progress
 from ledger.store import Store
 
@@ -463,21 +472,64 @@ def _check_checkpoint(
 
 
 def _check_nodes(stored: Iterator[tuple[bytes, bytes]], computed: dict[bytes, bytes | None], log_size: int) -> None:
-    seen = 0
+    """The stored tree against the one rebuilt from the entries: every stored tile (or, in the old
+    layout, every node) equal to the rebuilt one, and none missing."""
+    tree = merkle.Tree(computed.get)
+    seen, legacy = 0, 0
     for key, value in stored:
-        if len(key) != 10:
-            raise VerificationError("tree", f"stored key {key[:20]!r} is not a Merkle node key")
-        level, index = key[1], int.from_bytes(key[2:], "big")
-        if (index + 1) << level > log_size:
-            raise VerificationError("tree", f"stored node {level}/{index} lies beyond the log")
-        if computed.get(key) != value:
-            first_leaf = index << level
-            raise VerificationError(
-                "tree", f"stored node {level}/{index} (entries {first_leaf}..) does not match the entries"
-            )
+        if key[:1] == LEGACY_TREE_PREFIX:
+            _check_legacy_node(key, value, tree, log_size)
+            legacy += 1
+            continue
+        if key == EDGE_KEY:
+            if computed.get(key) != value:
+                raise VerificationError("tree", "the stored right edge of the tree does not match the entries")
+            seen += 1
+            continue
+        if len(key) != 10 or key[:1] != TILE_PREFIX:
+            raise VerificationError("tree", f"stored key {key[:20]!r} is not a Merkle tile key")
+        _check_tile(key[1], int.from_bytes(key[2:], "big"), value, computed.get(key))
         seen += 1
-    if seen != len(computed):
-        raise VerificationError("tree", f"{len(computed) - seen} Merkle nodes are missing from the log")
+    if legacy:
+        expected = 2 * log_size - log_size.bit_count()  # perfect subtrees of a tree of log_size leaves
+        if legacy != expected:
+            raise VerificationError("tree", f"{expected - legacy} Merkle nodes are missing from the log")
+    elif seen != len(computed):
+        raise VerificationError("tree", f"{len(computed) - seen} Merkle tiles are missing from the log")
+
+
+def _check_tile(level: int, index: int, value: bytes, expected: bytes | None) -> None:
+    """One stored tile against the rebuilt one, naming the first node that differs."""
+    name = f"tile {level}/{index}"
+    try:
+        rows = merkle.tile_rows(value)
+    except IntegrityError as e:
+        raise VerificationError("tree", f"stored {name}: {e.message}") from e
+    want = merkle.tile_rows(expected)
+    for row, (got, good) in enumerate(zip(rows, want, strict=True)):
+        if got == good:
+            continue
+        at = next((i for i in range(0, min(len(got), len(good)), merkle.HASH) if got[i : i + 32] != good[i : i + 32]),
+                  min(len(got), len(good)))
+        node_level, node_index = 8 * level + row, (index << (merkle.HEIGHT - row)) + at // merkle.HASH
+        node = f"stored node {node_level}/{node_index} (in {name}, entries {node_index << node_level}..)"
+        if at >= len(good):
+            raise VerificationError("tree", f"{node} lies beyond the log")
+        if at >= len(got):
+            raise VerificationError("tree", f"{node} is missing from the log")
+        raise VerificationError("tree", f"{node} does not match the entries")
+
+
+def _check_legacy_node(key: bytes, value: bytes, tree: merkle.Tree, log_size: int) -> None:
+    if len(key) != 10:
+        raise VerificationError("tree", f"stored key {key[:20]!r} is not a Merkle node key")
+    level, index = key[1], int.from_bytes(key[2:], "big")
+    if (index + 1) << level > log_size:
+        raise VerificationError("tree", f"stored node {level}/{index} lies beyond the log")
+    if tree.node(level, index) != value:
+        raise VerificationError(
+            "tree", f"stored node {level}/{index} (entries {index << level}..) does not match the entries"
+        )
 
 
 def _check_trusted(

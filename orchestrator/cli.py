@@ -1,5 +1,5 @@
-"""`orchestrator init | serve | replay | verify | audit | verify-receipt | call | keys new | vkey | witness ... |
-cluster up | cluster down`.
+"""`orchestrator init | serve | replay | verify | audit | mirror | verify-receipt | call | keys new | vkey |
+witness ... | cluster up | cluster down`.
 
 Thin flag parsing over library functions. Settings (data dir, bind address, ...) come from
 :mod:`orchestrator.settings`: documented defaults, then environment, then flags. Heavy
@@ -216,6 +216,45 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     except requests.RequestException as e:
         raise StorageError(f"cannot reach {s.url}: {e}") from e
     return _report(report, args.save_checkpoint)
+
+
+def _cmd_mirror(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ledger import checkpoint
+    from ledger.log import Log
+    from ledger.mirror import MirrorError, mirror
+    from ledger.store import LevelStore
+    from orchestrator.mirror import HttpFetch, key_client
+
+    s = _settings(args)
+    vkey = None
+    if args.vkey is not None:
+        text = _read_text(Path(args.vkey), "--vkey") if Path(args.vkey).is_file() else args.vkey
+        try:
+            vkey = checkpoint.parse_vkey(text)
+        except LedgerError as e:
+            raise CommandError(f"--vkey: {e.message}") from e
+    policy = _witness_policy(args)
+    key_file, key_id = s.signing_key()
+    fetch = HttpFetch(s.url, key_client(s.url, key_file, key_id, required="key_file" in s.overridden))
+    ledger_config = s.ledger_config()
+    created = not ledger_config.log_dir.exists()
+    ledger_config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = LevelStore(ledger_config.log_dir, paranoid=True)
+    done = False
+    try:
+        report = mirror(Log(store), fetch, vkey=vkey, progress=ProgressBar("mirror"), **policy)
+        done = True
+    except MirrorError as e:
+        print(f"FAILED at {e.where}: {e.reason}; {ledger_config.data_dir} is unchanged", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+        if created and not done:
+            shutil.rmtree(ledger_config.log_dir, ignore_errors=True)  # a first run that failed leaves nothing
+    print(report.summary())
+    return 0
 
 
 # -- call ---------------------------------------------------------------------
@@ -554,6 +593,27 @@ def parser(base: Settings | None = None) -> argparse.ArgumentParser:
     )
     _with_settings(p, CALL, base)
     p.set_defaults(func=_cmd_audit)
+
+    p = commands.add_parser(
+        "mirror",
+        help="keep a verified local copy of a node's log (from its tlog-tiles), for verify and replay",
+        description="Fetch the node's checkpoint, entry bundles and hash tiles (GET /checkpoint, /tile/entries/N, "
+        "/tile/L/N) into DATA_DIR/log, checking everything before writing anything: the checkpoint's signature by "
+        "the node key (--vkey, else the one the genesis names; on later runs the copy's genesis), --quorum "
+        "cosignatures by --witness keys, every entry's leaf hash into the tree, the root against the checkpoint, "
+        "the hash tiles against the entries, and that the new tree extends the copy (the checkpoint mirrored "
+        "before). Run it again to fetch only what is new; a node whose checkpoint is not consistent with the copy "
+        "is refused (FAILED at <part>: ..., exit 1) and the copy stays as it was. DATA_DIR then holds a log that "
+        "`orchestrator verify --data-dir DATA_DIR` and `orchestrator replay --data-dir DATA_DIR` take. Requests "
+        "are signed as `orchestrator call` signs them (a key with the auditor role: --key-file, or "
+        "DATA_DIR/keys/KEY_ID.pem), or go unsigned when there is no such key file (a node serving public_log).",
+    )
+    p.add_argument("--vkey", default=None, metavar="NODE_VKEY",
+                   help="the ledger's verifier key (`orchestrator vkey`, GET /ledger/key) or a file holding it: "
+                   "the checkpoint must be signed by it (default: any node key of the ledger's genesis)")
+    _witness_flags(p)
+    _with_settings(p, CALL, base)
+    p.set_defaults(func=_cmd_mirror)
 
     p = commands.add_parser(
         "call",

@@ -500,3 +500,69 @@ def test_every_consistency_proof_verifies_and_every_alteration_is_refused(
         same_shape = proof_shape(new1, new2) == proof_shape(size1, size2)
         verified = consistency_verifies(new1, new2, root1, root2, got)
         assert verified == same_shape, (size1, size2, new1, new2)
+
+
+# --- the tree stored as tiles: beyond one tile, against the naive reference and the tile spec ------
+
+
+def spec_tile(leaves: list[bytes], level: int, index: int, width: int) -> bytes:
+    """C2SP tlog-tiles: hash i of tile <level>/<index> is MTH of the entries under it (naive)."""
+    span = 256**level
+    return b"".join(mth(leaves[(index * 256 + i) * span : (index * 256 + i + 1) * span]) for i in range(width))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(1, 1400), data=st.data())
+def test_proofs_from_tiles_equal_proofs_from_the_leaves(size: int, data: st.DataObject) -> None:
+    """Trees over several tiles, grown in random batches: roots, inclusion and consistency proofs
+    read from the stored tiles equal RFC 9162 computed naively from the leaves."""
+    leaves = [b"leaf %d" % i for i in range(size)]
+    batches = data.draw(st.lists(st.integers(0, 700), max_size=6))
+    store = stored(leaves, batches)
+    tree = store.tree
+    assert tree.root(size) == mth(leaves)
+    for m in data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=4)):
+        assert tree.inclusion(m, size) == path(m, leaves), (m, size)
+        verify_inclusion(m, size, leaf_hash(leaves[m]), tree.inclusion(m, size), mth(leaves))
+    first = data.draw(st.integers(1, size))
+    assert tree.consistency(first, size) == proof(first, leaves)
+    older = data.draw(st.integers(1, size))
+    assert tree.root(older) == mth(leaves[:older])  # an older size: the stored edge is not its own
+    if older > 1:
+        m = data.draw(st.integers(0, older - 1))
+        assert tree.inclusion(m, older) == path(m, leaves[:older])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(1, 1400), data=st.data())
+def test_stored_tiles_hold_the_spec_tiles(size: int, data: st.DataObject) -> None:
+    """Every hash tile the tree of `size` holds, full or partial, is the stored tile's first hashes."""
+    leaves = [b"%d" % i for i in range(size)]
+    store = stored(leaves, data.draw(st.lists(st.integers(1, 600), max_size=4)))
+    for level in (0, 1):
+        span = 256**level
+        full, width = divmod(size // span, 256)
+        for index in range(full + 1):
+            w = 256 if index < full else width
+            if w:
+                assert store.tree.hashes(level, index, w) == spec_tile(leaves, level, index, w)
+    with pytest.raises(IntegrityError):
+        store.tree.hashes(0, size // 256, size % 256 + 1)  # wider than the tree holds
+
+
+def test_a_full_tile_never_changes_and_the_edge_tile_grows() -> None:
+    store = stored([b"%d" % i for i in range(256)])
+    full = store.nodes[b"h\x00" + (0).to_bytes(8, "big")]
+    store.append([leaf_hash(b"more %d" % i) for i in range(300)])
+    assert store.nodes[b"h\x00" + (0).to_bytes(8, "big")] == full
+    assert len(store.tree.hashes(0, 2, 44)) == 44 * 32
+    assert store.tree.hashes(1, 0, 2) == store.tree.node(8, 0) + store.tree.node(8, 1)
+
+
+def test_an_append_writes_only_the_tiles_it_grows_and_the_edge() -> None:
+    store = stored([b"%d" % i for i in range(300)])
+    tile = lambda level, index: b"h" + bytes([level]) + index.to_bytes(8, "big")  # noqa: E731
+    assert set(integrate(300, [leaf_hash(b"x")], store.nodes.get)) == {tile(0, 1), b"h\xff"}
+    assert set(integrate(300, [leaf_hash(b"%d" % i) for i in range(213)], store.nodes.get)) == {
+        tile(0, 1), tile(0, 2), tile(1, 0), b"h\xff"
+    }

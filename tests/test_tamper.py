@@ -21,6 +21,7 @@ never with a traceback.
 """
 
 import base64
+import hashlib
 import json
 import re
 import shutil
@@ -117,8 +118,33 @@ def ekey(seq: int) -> bytes:
     return b"e" + seq.to_bytes(8, "big")
 
 
-def tkey(level: int, index: int) -> bytes:
-    return b"t" + bytes([level]) + index.to_bytes(8, "big")
+def tile_key(level: int, index: int) -> bytes:
+    return b"h" + bytes([level]) + index.to_bytes(8, "big")
+
+
+def tile_rows(value: bytes, width: int) -> list[bytes]:
+    """A stored tile's rows (ledger.merkle's layout: row k holds width >> k hashes)."""
+    rows, at = [], 0
+    for k in range(8):
+        rows.append(value[at : at + 32 * (width >> k)])
+        at += 32 * (width >> k)
+    assert at == len(value)
+    return rows
+
+
+EDGE = b"h\xff"  # the tree's right edge: n8 size, its perfect subtrees' hashes from the left, their folds
+
+
+def _cut_tree(log: DB, size: int) -> None:
+    """Keep only the tree of the first `size` entries (the ledger's one tile, 0/000, narrowed)."""
+    assert [key for key, _ in log.iterator(prefix=b"h")] == [tile_key(0, 0), EDGE]
+    rows = tile_rows(log.get(tile_key(0, 0)), SIZE)
+    log.put(tile_key(0, 0), b"".join(row[: 32 * (size >> k)] for k, row in enumerate(rows)))
+    edge = [rows[k][32 * ((size >> k) - 1) : 32 * (size >> k)] for k in reversed(range(8)) if size >> k & 1]
+    folds = list(edge)
+    for i in range(len(folds) - 2, -1, -1):
+        folds[i] = hashlib.sha256(b"\x01" + edge[i] + folds[i + 1]).digest()
+    log.put(EDGE, size.to_bytes(8, "big") + b"".join(edge) + b"".join(folds))
 
 
 def _replace_in_entry(seq: int, old: bytes, new: bytes) -> Tamper:
@@ -199,21 +225,38 @@ def duplicate(log: DB, state: DB, copy: Path, built: Built) -> None:
 
 
 def _flip_node(level: int, index: int) -> Tamper:
+    """Flip a bit of node (level, index) in the tile holding it (all of them are in tile 0/000)."""
+
     def tamper(log: DB, state: DB, copy: Path, built: Built) -> None:
-        value = bytearray(log.get(tkey(level, index)))
-        assert len(value) == 32
-        value[7] ^= 0x01
-        log.put(tkey(level, index), bytes(value))
+        value = bytearray(log.get(tile_key(0, 0)))
+        at = sum(32 * (SIZE >> k) for k in range(level)) + 32 * index
+        assert index < SIZE >> level
+        value[at + 7] ^= 0x01
+        log.put(tile_key(0, 0), bytes(value))
 
     return tamper
 
 
-def delete_node(log: DB, state: DB, copy: Path, built: Built) -> None:
-    log.delete(tkey(1, 2))
+def delete_tile(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.delete(tile_key(0, 0))
 
 
-def extra_node(log: DB, state: DB, copy: Path, built: Built) -> None:
-    log.put(tkey(0, SIZE), bytes(32))
+def narrow_tile(log: DB, state: DB, copy: Path, built: Built) -> None:
+    _cut_tree(log, SIZE - 1)
+
+
+def extra_tile(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.put(tile_key(0, 1), bytes(32))
+
+
+def edge_flipped(log: DB, state: DB, copy: Path, built: Built) -> None:
+    value = bytearray(log.get(EDGE))
+    value[-1] ^= 0x01
+    log.put(EDGE, bytes(value))
+
+
+def malformed_tile(log: DB, state: DB, copy: Path, built: Built) -> None:
+    log.put(tile_key(0, 0), log.get(tile_key(0, 0))[:-1])
 
 
 def delete_checkpoint(log: DB, state: DB, copy: Path, built: Built) -> None:
@@ -251,13 +294,10 @@ def old_checkpoint(log: DB, state: DB, copy: Path, built: Built) -> None:
 
 
 def hidden_tail(log: DB, state: DB, copy: Path, built: Built) -> None:
-    """Roll the checkpoint back to size 8, drop the tree nodes and the state past it, and
+    """Roll the checkpoint back to size 8, cut the tree and drop the state past it, and
     forge entry 10's body: the log holds 13 entries, one of them with a broken signature."""
     log.put(b"checkpoint", built.old_checkpoint)
-    for key, _ in list(log.iterator(prefix=b"t")):
-        level, index = key[1], int.from_bytes(key[2:], "big")
-        if (index + 1) << level > OLD_SIZE:
-            log.delete(key)
+    _cut_tree(log, OLD_SIZE)
     _flip_in_string_field(10, b"body", 12)(log, state, copy, built)
     for key, _ in list(state.iterator()):
         state.delete(key)
@@ -321,10 +361,7 @@ def restored_older_log(log: DB, state: DB, copy: Path, built: Built) -> None:
     for key, _ in list(log.iterator(prefix=b"e")):
         if int.from_bytes(key[1:], "big") >= OLD_SIZE:
             log.delete(key)
-    for key, _ in list(log.iterator(prefix=b"t")):
-        level, index = key[1], int.from_bytes(key[2:], "big")
-        if (index + 1) << level > OLD_SIZE:
-            log.delete(key)
+    _cut_tree(log, OLD_SIZE)
     log.put(b"size", OLD_SIZE.to_bytes(8, "big"))
     log.put(b"checkpoint", built.old_checkpoint)
     for key, _ in list(state.iterator()):
@@ -421,8 +458,11 @@ CASES: list[tuple[str, Tamper, str]] = [
     ("tree_node_1_4", _flip_node(1, 4), tree(1, 4)),
     ("tree_node_2_1", _flip_node(2, 1), tree(2, 1)),
     ("tree_node_3_0", _flip_node(3, 0), tree(3, 0)),
-    ("tree_node_deleted", delete_node, r"FAILED at tree: "),
-    ("tree_node_beyond_log", extra_node, tree(0, SIZE)),
+    ("tree_tile_deleted", delete_tile, r"FAILED at tree: .*tiles are missing"),
+    ("tree_tile_narrowed", narrow_tile, r"FAILED at (tree: .*stored node 0/12 .*is missing|12: )"),
+    ("tree_tile_beyond_log", extra_tile, tree(0, 256) + ".*beyond the log"),
+    ("tree_tile_malformed", malformed_tile, r"FAILED at tree: .*not a tile"),
+    ("tree_edge_changed", edge_flipped, r"FAILED at tree: .*right edge"),
     # Checkpoint.
     ("checkpoint_deleted", delete_checkpoint, r"FAILED at checkpoint: "),
     ("checkpoint_state_line", checkpoint_state_line, r"FAILED at checkpoint: "),
@@ -455,7 +495,8 @@ CASES: list[tuple[str, Tamper, str]] = [
     ("checkpoint_garbage", _put(b"checkpoint", b"hello\n\nworld"), r"FAILED at checkpoint: "),
     ("checkpoint_size_not_a_number", _put(b"checkpoint", b"o\nmany\nroot\nstate 00\n\n"), r"FAILED at checkpoint: "),
     # A Merkle key that is no node key.
-    ("tree_key_malformed", _put(b"t", b"x"), r"FAILED at tree: .*not a Merkle node key"),
+    ("tree_key_malformed", _put(b"h", b"x"), r"FAILED at tree: .*not a Merkle tile key"),
+    ("tree_old_layout_key_malformed", _put(b"t", b"x"), r"FAILED at tree: .*not a Merkle node key"),
     # LevelDB files damaged on disk.
     ("log_table_footers", on_files, r"FAILED at log: .*Corruption"),
     ("log_tables_removed", on_files, r"FAILED at log: "),

@@ -5,9 +5,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import c2sp_spec as spec
+import plyvel  # type: ignore[import-untyped]
 import pytest
 import requests
-from conftest import Server, free_port, init_ledger, new_uuid
+from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
 
 from ledger import tiles
 from ledger.errors import NotFoundError
@@ -111,3 +112,58 @@ def test_an_entry_too_big_for_a_bundle_is_named(tmp_path: Path) -> None:
     with pytest.raises(tiles.EntryTooLargeError):
         tiles.entry_bundle([b"x" * 70_000])
     assert tiles.entry_bundle([b"ab", b""]) == b"\x00\x02ab\x00\x00"
+
+
+def _old_layout(log_dir: Path, stale_tile: bytes) -> int:
+    """Rewrite a stopped node's tree in the layout nodes wrote before tiles (a key per perfect
+    subtree), leaving one stale tile behind as an interrupted rebuild would; the entry count."""
+    db = plyvel.DB(str(log_dir))
+    try:
+        leaves = [spec.leaf(raw) for _, raw in db.iterator(prefix=b"e")]
+        for key, _ in list(db.iterator(prefix=b"h")):
+            db.delete(key)
+        for level in range(len(leaves).bit_length()):
+            for index in range(len(leaves) >> level):
+                node = spec.mth(leaves[index << level : (index + 1) << level])
+                db.put(b"t" + bytes([level]) + index.to_bytes(8, "big"), node)
+        db.put(b"h\x00" + bytes(8), stale_tile)
+        return len(leaves)
+    finally:
+        db.close()
+
+
+def test_a_log_in_the_old_tree_layout_is_verified_then_rebuilt_as_tiles_on_open(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init_ledger(data)
+    server = Server(data, free_port(), args=("--public-log", "true")).start()
+    admin = server.client("admin")
+    for _ in range(259):
+        body = {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+        assert admin.post("/problem", body).status_code == 201
+    server.stop()
+    size = _old_layout(data / "log", bytes(32))
+    assert size == 260
+    verified = orchestrator("verify", "--data-dir", str(data), check=False, timeout=60)
+    assert verified.returncode == 0, verified.stderr  # verify reads the old layout as it is
+    server.start()
+    try:
+        bundles = get(server, "/tile/entries/000").content + get(server, "/tile/entries/001.p/4").content
+        leaves = [spec.leaf(e) for e in spec.split_bundle(bundles)]
+        assert get(server, "/tile/0/000").content == spec.tile_hashes(leaves, 0, 0)
+        assert get(server, "/tile/0/001.p/4").content == spec.tile_hashes(leaves, 0, 1, 4)
+        assert get(server, "/tile/1/000.p/1").content == spec.tile_hashes(leaves, 1, 0, 1)
+        name, _, key = spec.parse_vkey(server.client("auditor").get("/ledger/key").text)
+        _, signed, root = spec.parse_checkpoint(spec.verify_log_signature(get(server, "/checkpoint").text, name, key))
+        assert (signed, root) == (size, spec.mth(leaves))
+        body = {"uuid": new_uuid(), "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+        assert admin.post("/problem", body).status_code == 201  # and it goes on growing
+    finally:
+        server.stop()
+    db = plyvel.DB(str(data / "log"))
+    try:
+        assert next(db.iterator(prefix=b"t"), None) is None  # the old keys are gone
+    finally:
+        db.close()
+    verified = orchestrator("verify", "--data-dir", str(data), check=False, timeout=60)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith(f"ok: {size + 1} entries")
