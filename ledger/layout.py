@@ -129,6 +129,9 @@ def pos_key(coll: str, uuid: str) -> bytes:
     return b"p/%s/%s" % (coll.encode(), uuid.encode())
 
 
+VERSION_PREFIX = b"v/"  # every document version key starts so
+
+
 def version_prefix(coll: str, uuid: str) -> bytes:
     """The start of a document's version keys; each continues with the n8 seq that wrote it."""
     return b"v/%s/%s/" % (coll.encode(), uuid.encode())

@@ -31,7 +31,7 @@ from ledger.errors import (
     NotFoundError,
     ValidationError,
 )
-from ledger.layout import CONFIG_KEY, from_n8, member_key, n8, nonce_key, result_key, sent_key
+from ledger.layout import CONFIG_KEY, VERSION_PREFIX, from_n8, member_key, n8, nonce_key, result_key, sent_key
 from ledger.membership import ROLES as ROLES
 
 
@@ -249,10 +249,14 @@ def write_set_digest(previous: bytes, seq: int, writes: dict[bytes, bytes | None
     """Running state digest: SHA-256(previous || seq || canonical write set).
 
     The canonical write set is each key in sorted order as u32 length || key, then 0x00 for a
-    deletion or 0x01 || u32 length || value."""
+    deletion or 0x01 || u32 length || value. Document versions (``v/...``) are left out: each is
+    the bytes of the ``d/`` write beside it under the entry's seq, so the digest already commits
+    to them, and ledgers signed before versions were kept keep their digests."""
     parts = [previous, n8(seq)]
     extend = parts.extend
     for key in sorted(writes):
+        if key.startswith(VERSION_PREFIX):
+            continue
         value = writes[key]
         if value is None:
             extend((_U32(len(key)), key, b"\x00"))

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from ledger import canonical
 from ledger.documents import FIELDS, Txn, doc_key, index_prefix, indexed_values, n8, order_prefix, pos_key
 from ledger.layout import version_key
+from ledger.machine import write_set_digest
 from ledger.uplets import _NAMESPACE, Ids
 
 SCALARS = st.one_of(
@@ -85,3 +86,20 @@ def test_a_transaction_of_an_entry_writes_each_document_it_changes_as_that_entry
     untracked = Txn({})
     untracked.insert_doc("problem", doc)
     assert not any(key.startswith(b"v/") for key in untracked.writes)
+
+
+def test_the_state_digest_leaves_versions_out_and_so_commits_to_them_through_the_documents() -> None:
+    """A version is the d/ write beside it under the entry's seq: the digest of an entry's writes
+    is the digest of those writes without their versions (so ledgers signed before versions were
+    kept keep their digests), and still changes with any document write."""
+    txn = Txn({}, seq=7)
+    doc = {**{field: None for field in FIELDS["problem"]}, "uuid": str(uuid.UUID(int=2)), "size_train_dataset": 1}
+    txn.insert_doc("problem", doc)
+    with_versions = dict(txn.writes)
+    assert any(key.startswith(b"v/") for key in with_versions)
+    without = {key: value for key, value in with_versions.items() if not key.startswith(b"v/")}
+    previous = bytes(32)
+    assert write_set_digest(previous, 7, with_versions) == write_set_digest(previous, 7, without)
+    changed = dict(with_versions)
+    changed[doc_key("problem", doc["uuid"])] = canonical.dumps({**doc, "size_train_dataset": 2})
+    assert write_set_digest(previous, 7, changed) != write_set_digest(previous, 7, with_versions)

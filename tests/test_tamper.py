@@ -314,6 +314,15 @@ def state_document(log: DB, state: DB, copy: Path, built: Built) -> None:
     state.put(key, doc.replace(b'"size_train_dataset":2', b'"size_train_dataset":3'))
 
 
+def state_version_changed(log: DB, state: DB, copy: Path, built: Built) -> None:
+    """A past version of a document rewritten: the digest leaves versions out, verify still sees it."""
+    prefix = f"v/problem/{built.problem}/".encode()
+    versions = list(state.iterator(prefix=prefix))
+    assert versions and b'"size_train_dataset":2' in versions[0][1]
+    key, doc = versions[0]
+    state.put(key, doc.replace(b'"size_train_dataset":2', b'"size_train_dataset":3'))
+
+
 def state_key_deleted(log: DB, state: DB, copy: Path, built: Built) -> None:
     key = f"d/problem/{built.problem}".encode()
     assert state.get(key) is not None
@@ -513,6 +522,7 @@ CASES: list[tuple[str, Tamper, str]] = [
     # State directory.
     ("state_of_other_ledger", state_of_other_ledger, r"FAILED at state: "),
     ("state_document_changed", state_document, r"FAILED at state: "),
+    ("state_version_changed", state_version_changed, r"FAILED at state: "),
     ("state_key_deleted", state_key_deleted, r"FAILED at state: "),
     ("state_key_added", state_key_added, r"FAILED at state: "),
 ]
