@@ -92,6 +92,8 @@ APPLIED_KEY = b"s/applied"
 DIGEST_KEY = b"s/digest"
 GENESIS_KEY = b"s/genesis"
 POSITION_KEY = b"s/position"
+LAYOUT_KEY = b"s/layout"  # n8: the state layout a state directory was built in (absent: 1)
+STATE_LAYOUT = 2  # 2: with document versions (v/...)
 
 # -- state: the state machine's records ------------------------------------------------
 

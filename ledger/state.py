@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ledger.batch import EMPTY_DIGEST, Head, apply_batch
 from ledger.entry import decode, leaf_hash
 from ledger.errors import IntegrityError
-from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, POSITION_KEY, from_n8
+from ledger.layout import APPLIED_KEY, DIGEST_KEY, GENESIS_KEY, LAYOUT_KEY, POSITION_KEY, STATE_LAYOUT, from_n8, n8
 from ledger.log import Log
 from ledger.store import Store
 
@@ -42,8 +42,18 @@ def read_meta(store: Store) -> StateMeta:
     )
 
 
+def current_layout(store: Store) -> bool:
+    """Whether the state directory was built in this version's layout (an empty one is)."""
+    layout = store.get(LAYOUT_KEY)
+    return (from_n8(layout) if layout is not None else 1) == STATE_LAYOUT or store.get(APPLIED_KEY) is None
+
+
 def catch_up(log: Log, store: Store, *, to: int | None = None, progress: Progress | None = None) -> Head:
     """Apply every logged entry the state has not seen yet, in chunks; the head reached.
+
+    A state directory built in an older layout (:data:`ledger.layout.STATE_LAYOUT`) is emptied
+    first, in one batch, and rebuilt from the log: state is derived, and an interrupted rebuild
+    starts again from an empty state.
 
     Raises IntegrityError if the state directory belongs to another ledger or is ahead of
     the log, or if a logged entry does not apply.
@@ -51,6 +61,11 @@ def catch_up(log: Log, store: Store, *, to: int | None = None, progress: Progres
     size = log.size()
     end = size if to is None else min(to, size)
     meta = read_meta(store)
+    if meta.applied and not current_layout(store):
+        store.write({key: None for key, _ in store.scan(b"")}, sync=True)
+        meta = read_meta(store)
+    if not meta.applied:
+        store.write({LAYOUT_KEY: n8(STATE_LAYOUT)}, sync=False)
     genesis = leaf_hash(log.raw(0)) if size else None
     if meta.genesis is not None and meta.genesis != genesis:
         raise IntegrityError("state directory belongs to another ledger (genesis differs); delete it and replay")

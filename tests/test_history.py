@@ -9,10 +9,12 @@ random sequence numbers, and for bad ``at`` values.
 import base64
 import json
 import random
+from pathlib import Path
 from typing import Any
 
+import plyvel  # type: ignore[import-untyped]
 import requests
-from conftest import Server, new_uuid
+from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
 from test_platform_cycle import learnuplets, ok
 
 from ledger import query
@@ -232,3 +234,38 @@ def test_reads_at_a_seq_equal_a_replay_of_the_log_to_that_seq(fresh_server: Serv
     # At the last entry, ?at= is the present state.
     for coll, uuid in uuids[:-1]:
         assert ok(viewer.get(f"/{coll}/{uuid}", at=str(size - 1))) == ok(viewer.get(f"/{coll}/{uuid}"))
+
+
+def test_a_state_built_before_versions_were_kept_verifies_and_is_rebuilt_with_its_history(tmp_path: Path) -> None:
+    """A data dir whose state has no document versions (made before they were kept): verify
+    accepts it as it is and says so; the node rebuilds the state from the log when it opens, and
+    then the history of documents written before is there."""
+    data = tmp_path / "data"
+    init_ledger(data)
+    server = Server(data, free_port()).start()
+    admin = server.client("admin")
+    problem = new_uuid()
+    body = {"uuid": problem, "workflow": new_uuid(), "test_dataset": [], "size_train_dataset": 1}
+    assert admin.post("/problem", body).status_code == 201
+    server.stop()
+    state = plyvel.DB(str(data / "state"))
+    try:  # the layout of before: no versions, no layout mark
+        old = [key for key, _ in state.iterator(prefix=b"v/")] + [b"s/layout"]
+        assert len(old) > 1
+        for key in old:
+            state.delete(key)
+    finally:
+        state.close()
+    verified = orchestrator("verify", "--data-dir", str(data), check=False, timeout=60)
+    assert verified.returncode == 0, verified.stderr
+    assert "older layout" in verified.stdout
+    server.start()
+    try:
+        history = admin.get(f"/problem/{problem}/history")
+        assert history.status_code == 200, history.text
+        assert [version["seq"] for version in history.json()] == [1]
+    finally:
+        server.stop()
+    verified = orchestrator("verify", "--data-dir", str(data), check=False, timeout=60)
+    assert verified.returncode == 0, verified.stderr
+    assert "older layout" not in verified.stdout
