@@ -49,6 +49,16 @@ def _problem(workflow: str | None = None, size: int = 1) -> dict[str, Any]:
             "size_train_dataset": size}
 
 
+async def _one_learnuplet(ledger: Ledger) -> bytes:
+    """A problem, one data and one algo: the one learnuplet they make (canonical JSON)."""
+    problem = _problem()
+    await _write_soon(ledger, "/problem", problem)
+    await _write_soon(ledger, "/data", {"uuid": str(uuid.uuid4()), "problems": problem["uuid"]})
+    await _write_soon(ledger, "/algo", {"uuid": str(uuid.uuid4()), "name": "a", "problem": problem["uuid"]})
+    (uplet,) = ledger.find("learnuplet", {"problem": problem["uuid"]}, limit=10, after=None).documents
+    return uplet
+
+
 class Counted:
     """A query's look, counting how often it runs."""
 
@@ -107,11 +117,7 @@ def test_a_changed_document_that_now_matches_wakes_its_query(ledger: Ledger) -> 
 
     async def main() -> None:
         waits = Waits(ledger)
-        problem = _problem()
-        await _write_soon(ledger, "/problem", problem)
-        await _write_soon(ledger, "/data", {"uuid": str(uuid.uuid4()), "problems": problem["uuid"]})
-        await _write_soon(ledger, "/algo", {"uuid": str(uuid.uuid4()), "name": "a", "problem": problem["uuid"]})
-        (uplet,) = ledger.find("learnuplet", {"problem": problem["uuid"]}, limit=10, after=None).documents
+        uplet = await _one_learnuplet(ledger)
         mine = Counted(ledger, "learnuplet", worker=worker, status="pending")
         answered = _wait(waits, mine, 30)
         await asyncio.sleep(0.1)
@@ -154,11 +160,7 @@ def test_requests_waiting_with_the_same_query_share_each_look(ledger: Ledger) ->
 
     async def main() -> None:
         waits = Waits(ledger)
-        problem = _problem()
-        await _write_soon(ledger, "/problem", problem)
-        await _write_soon(ledger, "/data", {"uuid": str(uuid.uuid4()), "problems": problem["uuid"]})
-        await _write_soon(ledger, "/algo", {"uuid": str(uuid.uuid4()), "name": "a", "problem": problem["uuid"]})
-        (uplet,) = ledger.find("learnuplet", {"problem": problem["uuid"]}, limit=10, after=None).documents
+        uplet = await _one_learnuplet(ledger)
         uplet_uuid = canonical.loads(uplet)["uuid"]
         looks = [Counted(ledger, "learnuplet", worker=worker, status="done") for _ in range(20)]
         pending = [_wait(waits, look, 30) for look in looks]
