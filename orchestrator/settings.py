@@ -30,14 +30,19 @@ class SettingsError(Exception):
     """A setting has an invalid value; the message names the setting and where it came from."""
 
 
-def _positive(text: str) -> int:
+def _integer(text: str, minimum: int, kind: str) -> int:
+    """An integer of at least `minimum`; `kind` names it in the error ("positive", ...)."""
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {text!r}")
+        raise ValueError(f"expected a {kind} integer, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"expected a {kind} integer, got {text!r}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1, "positive")
 
 
 def _text(text: str) -> str:
@@ -61,13 +66,7 @@ def _optional_path(text: str) -> Path | None:
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected a non-negative integer, got {text!r}")
-    return value
+    return _integer(text, 0, "non-negative")
 
 
 def _urls(text: str) -> str:
