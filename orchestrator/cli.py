@@ -26,6 +26,8 @@ from orchestrator.progress import ProgressBar
 from orchestrator.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from ledger.cosignature import WitnessKey
 
 INIT = ("data_dir", "signature_window", "max_uplets_per_write")
@@ -221,20 +223,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_mirror(args: argparse.Namespace) -> int:
     import shutil
 
-    from ledger import checkpoint
     from ledger.log import Log
     from ledger.mirror import MirrorError, mirror
     from ledger.store import LevelStore
     from orchestrator.mirror import HttpFetch, key_client
 
     s = _settings(args)
-    vkey = None
-    if args.vkey is not None:
-        text = _read_text(Path(args.vkey), "--vkey") if Path(args.vkey).is_file() else args.vkey
-        try:
-            vkey = checkpoint.parse_vkey(text)
-        except LedgerError as e:
-            raise CommandError(f"--vkey: {e.message}") from e
+    vkey = None if args.vkey is None else _node_vkey(args.vkey)
     policy = _witness_policy(args)
     key_file, key_id = s.signing_key()
     fetch = HttpFetch(s.url, key_client(s.url, key_file, key_id, required="key_file" in s.overridden))
@@ -386,15 +381,22 @@ def _read_text(path: Path, flag: str) -> str:
         raise CommandError(f"cannot read {flag} {path}: {e}") from e
 
 
-def _cmd_verify_receipt(args: argparse.Namespace) -> int:
-    from ledger import checkpoint, receipt
-    from ledger.entry import decode
+def _node_vkey(given: str) -> "tuple[str, Ed25519PublicKey]":
+    """--vkey: a file holding the node's C2SP vkey, or the vkey itself."""
+    from ledger import checkpoint
 
-    vkey_text = _read_text(Path(args.vkey), "--vkey") if Path(args.vkey).is_file() else args.vkey
+    text = _read_text(Path(given), "--vkey") if Path(given).is_file() else given
     try:
-        node = checkpoint.parse_vkey(vkey_text)
+        return checkpoint.parse_vkey(text)
     except LedgerError as e:
         raise CommandError(f"--vkey: {e.message}") from e
+
+
+def _cmd_verify_receipt(args: argparse.Namespace) -> int:
+    from ledger import receipt
+    from ledger.entry import decode
+
+    node = _node_vkey(args.vkey)
     policy = _witness_policy(args)
     genesis = None
     if args.genesis is not None:
