@@ -38,7 +38,7 @@ class Log:
     def __init__(self, store: Store, checkpoint_file: "CheckpointFile | None" = None) -> None:
         self.store = store
         self.checkpoint_file = checkpoint_file
-        self._full_tiles: merkle.FullTiles = {}  # shared by the trees read from the store (see tree())
+        self._cache = merkle.TileCache()  # shared by the trees read from the store (see tree())
 
     def size(self) -> int:
         raw = self.store.get(SIZE_KEY)
@@ -69,16 +69,16 @@ class Log:
         return self.store.get(LOG_POSITION_KEY) or b""
 
     def tree(self) -> merkle.Tree:
-        """The stored tree. Full tiles above level 0, once read, are kept for the trees after it
-        (they never change), until :meth:`recover`."""
-        return merkle.Tree(self.store.get, self._full_tiles)
+        """The stored tree. Tiles above level 0 and the right edge, once read, are kept for the
+        trees after it (merkle.TileCache), until :meth:`recover`."""
+        return merkle.Tree(self.store.get, self._cache)
 
     def recover(self) -> None:
         """Reopen the store after a failed write (Store.recover), forgetting the tiles kept: the
         write may have shown tiles that did not become durable."""
-        self._full_tiles = {}
+        self._cache = merkle.TileCache()
         self.store.recover()
-        self._full_tiles = {}
+        self._cache = merkle.TileCache()
 
     def has_legacy_tree(self) -> bool:
         """Whether the tree is (still, or partly) stored in the old one-key-per-node layout."""

@@ -14,12 +14,16 @@ it returns the tiles to write (the caller writes them in the same batch as the e
 tree's right edge (:func:`encode_edge`: the perfect subtrees a tree of that size is made of, and
 their folds), so that its root, and the imperfect subtree at the right of a proof, take one read. Tree
 reads a tile once per instance (a partial tile only grows, so an older copy still holds every
-node it held). Verification functions follow RFC 9162 sections 2.1.3.2 and 2.1.4.2 and raise
-:class:`ProofError`; digests are compared with hmac.compare_digest.
+node it held); the trees of one durable store share the tiles above level 0 and the edge they
+read (:class:`TileCache`), so a proof reads one tile from the store, at level 0. Verification
+functions follow RFC 9162 sections 2.1.3.2 and 2.1.4.2 and raise :class:`ProofError`; digests
+are compared with hmac.compare_digest.
 """
 
+import functools
 import hashlib
 import hmac
+import struct
 from collections.abc import Callable
 
 from ledger.errors import IntegrityError
@@ -71,11 +75,31 @@ _LAYOUT = {starts[-1]: (width, starts) for width in range(1, WIDTH + 1) for star
 
 
 _FULL = _row_starts(WIDTH)[-1]
-#: Position in a full tile's row 0 -> offsets of its siblings in rows 0..7 (an inclusion path's
-#: eight levels within the tile).
-_SIBLINGS = [
-    tuple(_row_starts(WIDTH)[row] + ((at >> row) ^ 1) * HASH for row in range(HEIGHT)) for at in range(WIDTH)
-]
+
+
+def _path_unpacker(width: int, at: int) -> tuple[Callable[[bytes], tuple[bytes, ...]], int]:
+    """From a stored tile of `width` hashes: a function that takes out the siblings of row-0
+    position `at` in rows 0, 1, ... as far as the tile holds them, in one C call; and how many rows."""
+    starts, fields, end = _row_starts(width), [], 0
+    for row in range(HEIGHT):
+        sibling = (at >> row) ^ 1
+        if sibling >= width >> row:
+            break
+        offset = starts[row] + sibling * HASH
+        fields.append(f"{offset - end}x{HASH}s")
+        end = offset + HASH
+    return struct.Struct("".join(fields)).unpack_from, len(fields)
+
+
+#: Row-0 position -> _path_unpacker of a full tile (an inclusion path's eight levels within it).
+_FULL_PATHS = [_path_unpacker(WIDTH, at) for at in range(WIDTH)]
+
+
+@functools.cache
+def _partial_path(length: int, at: int) -> tuple[Callable[[bytes], tuple[bytes, ...]], int]:
+    """_path_unpacker for a stored tile of `length` bytes (none of any row for a malformed one)."""
+    layout = _LAYOUT.get(length)
+    return _path_unpacker(layout[0], at) if layout else (lambda value: (), 0)
 
 
 def tile_width(value: bytes) -> int:
@@ -182,45 +206,72 @@ def edge_levels(size: int) -> list[int]:
     return [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
 
 
-#: Full tiles above level 0 that a :class:`FullTiles` keeps: 1 per 65,536 entries (16 KiB each),
-#: so every one of them up to 268M entries, in 64 MiB at most.
-FULL_TILES_KEPT = 4096
-FullTiles = dict[tuple[int, int], bytes]
+#: Tiles above level 0 that a :class:`TileCache` keeps: 1 per 65,536 entries (16 KiB each), so
+#: every one of them up to 268M entries, in 64 MiB at most.
+TILES_KEPT = 4096
+
+
+class TileCache:
+    """What the trees read from one durable store share: the tiles above level 0 and the right
+    edge, as read before. A full tile never changes; a partial tile only grows, so an older copy
+    still holds every node it held, and a tree reads one again when it lacks a node (as it reads
+    the edge again when the cached one is not of the tree it needs). Never for a reader that sees
+    uncommitted writes; dropped when a failed write may have shown some (:meth:`Log.recover`)."""
+
+    def __init__(self) -> None:
+        self.tiles: dict[tuple[int, int], bytes] = {}
+        self.edge: tuple[int, bytes] | None = None
 
 
 class Tree:
     """Read-side view of a stored tree: subtree hashes, roots and proofs."""
 
-    def __init__(self, read: Reader, full_tiles: "FullTiles | None" = None) -> None:
-        """`full_tiles`: full tiles above level 0 read before, shared between the trees of one
-        durable store (a full tile never changes); never for a reader that sees uncommitted writes."""
+    def __init__(self, read: Reader, cache: TileCache | None = None) -> None:
+        """`cache`: tiles and edge read before, shared between the trees of one durable store."""
         self.read = read
-        self.full_tiles = full_tiles
+        self.cache = cache
         self._tiles: dict[tuple[int, int], bytes] = {}
         self._edge: tuple[int, bytes] | None = None
+        self._edge_read = False  # whether self._edge was read from the store, not the cache
 
-    def edge(self) -> tuple[int, bytes]:
-        """The stored right edge (:func:`encode_edge`): the size it is of, and its value ((0, b"") if none)."""
-        if self._edge is None:
-            value = self.read(EDGE_KEY) or b""
-            size = from_n8(value[:8]) if len(value) >= 8 else 0
-            if len(value) != (8 + 2 * HASH * size.bit_count() if value else 0):
-                raise IntegrityError(f"the stored tree edge ({len(value)} bytes) is not that of a tree of {size}")
-            self._edge = (size, value)
-        return self._edge
+    def edge(self, at_least: int = 0) -> tuple[int, bytes]:
+        """The stored right edge (:func:`encode_edge`): the size it is of, and its value ((0, b"") if none).
+        A copy from the cache of a tree smaller than `at_least` is read again, once per tree."""
+        edge = self._edge
+        if edge is None or (edge[0] < at_least and not self._edge_read):
+            cache = self.cache
+            edge = None if cache is None else cache.edge
+            if edge is None or edge[0] < at_least:
+                edge, self._edge_read = self._read_edge(), True
+                if cache is not None and (cache.edge is None or cache.edge[0] < edge[0]):
+                    cache.edge = edge
+            self._edge = edge
+        return edge
+
+    def _read_edge(self) -> tuple[int, bytes]:
+        value = self.read(EDGE_KEY) or b""
+        size = from_n8(value[:8]) if len(value) >= 8 else 0
+        if len(value) != (8 + 2 * HASH * size.bit_count() if value else 0):
+            raise IntegrityError(f"the stored tree edge ({len(value)} bytes) is not that of a tree of {size}")
+        return size, value
 
     def _tile(self, tile_level: int, tile_index: int, fresh: bool = False) -> bytes:
-        value = None if fresh else self._tiles.get((tile_level, tile_index))
-        shared = self.full_tiles
-        if value is None and shared is not None:
-            value = shared.get((tile_level, tile_index))
-        if value is None:
-            value = self.read(tile_key(tile_level, tile_index)) or b""
+        """The stored tile's value (b"" if none): as this tree or its cache (above level 0) read it
+        before, unless `fresh`; then read from the store, and kept in both."""
+        key = (tile_level, tile_index)
+        cache = self.cache.tiles if self.cache is not None and tile_level else None
+        if not fresh:
+            value = self._tiles.get(key) or (None if cache is None else cache.get(key))
             if value:
-                tile_width(value)
-            if shared is not None and tile_level and len(value) == _FULL and len(shared) < FULL_TILES_KEPT:
-                shared[(tile_level, tile_index)] = value
-        self._tiles[(tile_level, tile_index)] = value
+                return value
+        value = self.read(tile_key(tile_level, tile_index)) or b""
+        if value and len(value) not in _LAYOUT:
+            tile_width(value)  # raises IntegrityError
+        self._tiles[key] = value
+        if cache is not None and value:
+            kept = cache.get(key)
+            if len(kept or b"") < len(value) and (kept is not None or len(cache) < TILES_KEPT):
+                cache[key] = value
         return value
 
     def node(self, level: int, index: int) -> bytes:
@@ -255,7 +306,7 @@ class Tree:
             return self.node(n.bit_length() - 1, start // n)
         top = n.bit_length()
         if end & ((1 << top) - 1) == n:  # the right edge of the tree of `end` leaves below level `top`
-            size, edge = self.edge()
+            size, edge = self.edge(at_least=end)
             if size == end:
                 at = 8 + HASH * (2 * size.bit_count() - n.bit_count())  # the fold of its last n.bit_count()
                 return edge[at : at + HASH]
@@ -276,15 +327,20 @@ class Tree:
         inner = (index ^ (size - 1)).bit_length()
         proof: list[bytes] = []
         level = 0
-        while level < inner - 1:
-            if not level & 7 and level + HEIGHT <= inner - 1:  # a whole tile's rows: all of it inside the tree
-                value = self._tile(level >> 3, index >> (level + HEIGHT))
-                if len(value) == _FULL:
-                    proof += [value[at : at + HASH] for at in _SIBLINGS[(index >> level) & (WIDTH - 1)]]
-                    level += HEIGHT
-                    continue
-            proof.append(self.node(level, (index >> level) ^ 1))
-            level += 1
+        while level < inner - 1:  # a tile's rows at a time: level is a multiple of 8
+            rows = min(HEIGHT, inner - 1 - level)
+            tile_level, tile_index = level >> 3, index >> (level + HEIGHT)
+            value = self._tile(tile_level, tile_index)
+            at = (index >> level) & (WIDTH - 1)
+            unpack, held = _FULL_PATHS[at] if len(value) == _FULL else _partial_path(len(value), at)
+            if held < rows:  # a cached partial tile may predate the nodes: read it again
+                value = self._tile(tile_level, tile_index, fresh=True)
+                unpack, held = _partial_path(len(value), at)
+                if held < rows:
+                    raise MissingNodeError(f"Merkle node {level + held}/{(index >> (level + held)) ^ 1} is missing")
+            path = unpack(value)
+            proof += path if rows == HEIGHT else path[:rows]
+            level += rows
         if inner:
             start = ((index >> (inner - 1)) ^ 1) << (inner - 1)
             proof.append(self.subtree(start, min(size, start + (1 << (inner - 1)))))
@@ -319,7 +375,7 @@ class LegacyTree(Tree):
     """A tree stored the old way, one key per perfect-subtree node (``t<level><n8 index>``): read
     by ``verify`` on a data dir no node has opened since; a node rebuilds it as tiles on open."""
 
-    def edge(self) -> tuple[int, bytes]:
+    def edge(self, at_least: int = 0) -> tuple[int, bytes]:
         return (0, b"")
 
     def node(self, level: int, index: int) -> bytes:

@@ -28,6 +28,7 @@ from ledger.errors import IntegrityError
 from ledger.merkle import (
     EMPTY_ROOT,
     ProofError,
+    TileCache,
     Tree,
     integrate,
     leaf_hash,
@@ -531,6 +532,36 @@ def test_proofs_from_tiles_equal_proofs_from_the_leaves(size: int, data: st.Data
     if older > 1:
         m = data.draw(st.integers(0, older - 1))
         assert tree.inclusion(m, older) == path(m, leaves[:older])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=st.lists(st.integers(1, 400), min_size=1, max_size=6), data=st.data())
+def test_trees_sharing_a_cache_see_the_tree_grow(batches: list[int], data: st.DataObject) -> None:
+    """Trees that share one TileCache while the tree grows (so it holds partial tiles and an edge
+    of older sizes) give, after each append, the roots and proofs of the tree as it now is, and of
+    the older trees, as RFC 9162 computes them from the leaves."""
+    leaves = [b"grown %d" % i for i in range(sum(batches))]
+    store, cache = Store(), TileCache()
+    for batch in batches:
+        store.append([leaf_hash(leaf) for leaf in leaves[store.size : store.size + batch]])
+        size, tree = store.size, Tree(store.nodes.get, cache)
+        assert tree.root(size) == mth(leaves[:size])
+        for m in data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=3)):
+            assert Tree(store.nodes.get, cache).inclusion(m, size) == path(m, leaves[:size]), (m, size)
+        older = data.draw(st.integers(1, size))
+        assert Tree(store.nodes.get, cache).consistency(older, size) == proof(older, leaves[:size])
+        assert Tree(store.nodes.get, cache).root(older) == mth(leaves[:older])
+    if store.size & (store.size - 1):  # the root of a tree not a power of two is read from the edge
+        assert cache.edge is not None and cache.edge[0] == store.size
+    assert all(level > 0 for level, _ in cache.tiles), "level-0 tiles are read from the store each time"
+
+
+def test_a_tile_missing_from_the_store_is_an_integrity_error_even_through_the_cache() -> None:
+    store, cache = stored([b"%d" % i for i in range(700)]), TileCache()
+    Tree(store.nodes.get, cache).inclusion(5, 700)
+    del store.nodes[b"h\x00" + (1).to_bytes(8, "big")]
+    with pytest.raises(IntegrityError, match="missing"):
+        Tree(store.nodes.get, cache).inclusion(300, 700)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
