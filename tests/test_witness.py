@@ -294,7 +294,7 @@ def test_the_protocol_over_http_and_across_a_restart(served: tuple[WitnessServer
     assert conflict.headers["Content-Type"] == "text/x.tlog.size" and conflict.text == "3\n"
     log.append(b"d")
     assert requests.post(post, data=log.body(3), timeout=10).status_code == 200
-    assert requests.post(post, data=b"x" * 100_000, timeout=10).status_code == 413
+    assert requests.post(post, data=b"x" * 200_000, timeout=10).status_code == 413
 
 
 def served_vkey(server: WitnessServer) -> str:
@@ -309,3 +309,16 @@ def test_a_second_process_cannot_take_the_directory(served: tuple[WitnessServer,
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "in use by another witness" in result.stderr
+
+
+def test_a_note_with_16_post_quantum_sized_signatures_is_accepted(served: tuple[WitnessServer, FakeLog]) -> None:
+    """signed-note: verifiers "MUST accept at least up to 16 signatures. Remember that post-quantum
+    signatures can be up to nearly 5kB in size." Fifteen such lines by unknown keys, and the log's."""
+    server, log = served
+    log.append(b"a")
+    signed = log.note()
+    blob = base64.b64encode(bytes(4 + 4627)).decode()  # a key id and an ML-DSA-87-sized signature
+    others = "".join(f"\u2014 pq{i}.example/key {blob}\n" for i in range(15))
+    answer = requests.post(server.url + "/add-checkpoint", data=spec.add_checkpoint_body(0, [], signed + others),
+                           timeout=10)
+    assert answer.status_code == 200, answer.text
