@@ -322,3 +322,17 @@ def test_a_note_with_16_post_quantum_sized_signatures_is_accepted(served: tuple[
     answer = requests.post(server.url + "/add-checkpoint", data=spec.add_checkpoint_body(0, [], signed + others),
                            timeout=10)
     assert answer.status_code == 200, answer.text
+
+
+def test_a_key_name_with_a_unicode_space_makes_the_note_malformed(served: tuple[WitnessServer, FakeLog]) -> None:
+    """signed-note: "Key names MUST be non-empty and MUST NOT contain any Unicode spaces or plus
+    (U+002B) characters." Such a line beside the log's valid signature: a malformed body, not cosigned."""
+    server, log = served
+    log.append(b"a")
+    text, _ = spec.split_note(log.note())
+    stranger = spec.sign_note(text, "someone.else/key", Ed25519PrivateKey.generate()).rpartition("\n\n")[2]
+    for space in ("\u00a0", "\u2003", "\u3000"):
+        body = spec.add_checkpoint_body(0, [], log.note() + stranger.replace("else/", f"else{space}/"))
+        answer = requests.post(server.url + "/add-checkpoint", data=body, timeout=10)
+        assert answer.status_code == 400, (space, answer.status_code, answer.text)
+    assert requests.post(server.url + "/add-checkpoint", data=log.body(0), timeout=10).status_code == 200
