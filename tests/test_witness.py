@@ -336,3 +336,15 @@ def test_a_key_name_with_a_unicode_space_makes_the_note_malformed(served: tuple[
         answer = requests.post(server.url + "/add-checkpoint", data=body, timeout=10)
         assert answer.status_code == 400, (space, answer.status_code, answer.text)
     assert requests.post(server.url + "/add-checkpoint", data=log.body(0), timeout=10).status_code == 200
+
+
+def test_a_witness_name_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    """The name is the key name of every cosignature line, and signed-note says "Signed notes MUST
+    NOT contain any ASCII control characters (those below U+0020) other than newline"."""
+    for name in ("w.test/a\x01b", "w.test/\x1fb"):
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "witness", "init", "--dir", str(tmp_path / "w"), "--name", name],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 2 and "witness name" in result.stderr, (name, result.stdout, result.stderr)
+    assert not (tmp_path / "w" / "witness.pem").exists()
