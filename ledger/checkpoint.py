@@ -100,11 +100,11 @@ def open_note(note: str, name: str, public: Ed25519PublicKey | Sequence[Ed25519P
             blob = base64.b64decode(line[len(prefix) :], validate=True)
         except ValueError as e:
             raise CheckpointError("malformed signature line") from e
-        signer = wanted.get(blob[:4]) if len(blob) == 68 else None
+        signer = wanted.get(blob[:4])
         if signer is None:
             continue
         try:
-            signer.verify(blob[4:], body.encode())
+            signer.verify(blob[4:], body.encode())  # raises InvalidSignature for a wrong length too
         except InvalidSignature as e:
             raise CheckpointError(f"checkpoint signature by {name!r} does not verify") from e
         verified = True

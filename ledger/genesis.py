@@ -78,6 +78,13 @@ def _check_name(flag: str, name: str) -> None:
         raise ValidationError(f"{flag} {name!r}: a name may hold letters, digits, '-', '_' and '.'")
 
 
+def _check_origin(origin: str) -> None:
+    """The origin is the node key's name in every checkpoint signature line: signed-note key names
+    are non-empty, without Unicode spaces or '+' (and a note holds no control character)."""
+    if not origin or "+" in origin or any(c.isspace() or ord(c) < 0x20 for c in origin):
+        raise ValidationError(f"--origin {origin!r}: the ledger's name may not be empty, nor hold spaces or '+'")
+
+
 def init(
     config: LedgerConfig,
     origin: str = DEFAULT_ORIGIN,
@@ -92,6 +99,7 @@ def init(
     dir's, the others are written to ``DATA_DIR/nodes/NAME.pem`` (see :func:`join`).
     Refuses (StorageError) when the data dir already holds a ledger or any key file.
     """
+    _check_origin(origin)
     specs = specs if specs else [KeySpec(name, roles) for name, roles in DEFAULT_KEYS]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):

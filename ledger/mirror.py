@@ -81,6 +81,11 @@ def mirror(
     before = log.size()
     if claimed.size == 0:
         raise MirrorError("checkpoint", "the node's checkpoint covers no entries")
+    if vkey is not None:  # checked before any tile is fetched: the genesis may be in a partial bundle
+        try:
+            checkpoint.open_note(note, *vkey)
+        except LedgerError as e:
+            raise MirrorError("checkpoint", e.message) from e
     bundles = _Bundles(fetch, claimed.size)
     genesis = log.raw(0) if before else bundles.entries(0, keep=True)[0]
     origin, public = _identity(genesis, vkey)

@@ -99,13 +99,18 @@ def parse(note: str) -> Note:
     signatures = []
     for line in lines:
         parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != DASH or not parts[1] or "+" in parts[1]:
+        if len(parts) != 3 or parts[0] != DASH or not parts[1] or "+" in parts[1] or _has_space(parts[1]):
             raise NoteError(f"malformed signature line {line[:80]!r}")
         blob = b64decode(parts[2], "a signature")
         if len(blob) < 5:
             raise NoteError("a signature is shorter than its key id")
         signatures.append(Signature(parts[1], blob[:4], blob[4:]))
     return Note(text, tuple(signatures))
+
+
+def _has_space(name: str) -> bool:
+    """Whether a key name holds a Unicode space (signed-note forbids them, as it does '+')."""
+    return any(c.isspace() for c in name)
 
 
 def parse_checkpoint(text: str) -> TreeHead:

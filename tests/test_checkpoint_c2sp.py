@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 
 import pytest
-from conftest import Server, new_uuid
+from conftest import Server, new_uuid, orchestrator
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -384,3 +384,13 @@ def test_consistency_endpoint_roots_match_independent_tree_hash(server: Server, 
         body = _get(server, "/ledger/proofs/consistency", first=first, second=second).json()
         assert b64decode_strict(body["first_root"]) == mth(leaves[:first])
         assert b64decode_strict(body["second_root"]) == mth(leaves[:second])
+
+
+@pytest.mark.parametrize("origin", ["my ledger", "ledger+1", "tab\there", "no\u00a0break", "two\nlines"])
+def test_an_origin_that_cannot_be_a_key_name_is_refused_at_init(tmp_path, origin: str) -> None:
+    """The origin is the node key's name in the checkpoint's signature line, and signed-note says
+    "Key names MUST be non-empty and MUST NOT contain any Unicode spaces or plus (U+002B)
+    characters." (tlog-checkpoint: an origin SHOULD contain neither.) Such a ledger is never made."""
+    result = orchestrator("init", "--data-dir", str(tmp_path / "data"), "--origin", origin, check=False)
+    assert result.returncode == 2 and "--origin" in result.stderr, (result.stdout, result.stderr)
+    assert not (tmp_path / "data" / "log").exists()

@@ -264,3 +264,29 @@ def test_a_quorum_of_witness_cosignatures_is_mirrored_and_verified(tmp_path: Pat
     finally:
         node.stop()
         witness.stop()
+
+
+def test_no_partial_tile_is_fetched_before_the_checkpoint_verifies(tmp_path: Path) -> None:
+    """tlog-tiles: "Clients MUST NOT fetch arbitrary partial tiles without verifying a checkpoint
+    with a size that requires their existence." With --vkey the checkpoint is checked first: a
+    forged one (a tree of 4 entries, all in a partial bundle) fetches no tile."""
+    data = tmp_path / "data"
+    init_ledger(data)
+    node = Server(data, free_port(), args=("--public-log", "true")).start()
+    fetched: list[str] = []
+
+    def forged(path: str, body: bytes) -> bytes:
+        fetched.append(path)
+        return signature_changed(path, body)
+
+    proxy = Proxy(node.url, forged)
+    try:
+        write(node, 3)
+        vkey = node.client("auditor").get("/ledger/key").text
+        refused = mirror(proxy.url, tmp_path / "copy", "--vkey", vkey)
+        assert refused.returncode == 1 and refused.stderr.startswith("FAILED at checkpoint"), refused.stderr
+        assert fetched == ["/checkpoint"]
+        assert mirror(node.url, tmp_path / "copy", "--vkey", vkey).returncode == 0
+    finally:
+        proxy.close()
+        node.stop()

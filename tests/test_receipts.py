@@ -138,3 +138,19 @@ def test_a_key_registered_later_needs_its_public_key(server: Server, vkey: str, 
     wrong = keys.public_b64(keys.new_private_key())
     refused = orchestrator("verify-receipt", str(receipt), "--vkey", vkey, "--public-key", wrong, check=False)
     assert refused.returncode == 1 and "FAILED at signature" in refused.stderr
+
+
+def test_a_node_key_line_that_does_not_verify_rejects_the_receipt(server: Server, vkey: str, tmp_path: Path) -> None:
+    """signed-note: "If the key name and ID match a known key, verifiers MUST verify the signature.
+    If a signature from a known key fails to verify, clients SHOULD reject the whole note." A line
+    with the node's name and key id but a cut-short signature, after the node's valid one."""
+    seq = server.client("admin").post("/problem?proof=1", problem_body()).json()["receipt"]["seq"]
+    text = server.client("auditor").get(f"/ledger/receipts/{seq}").text
+    name, kind, public = spec.parse_vkey(vkey)
+    short = base64.b64encode(spec.key_id(name, kind, public) + bytes(32)).decode()
+    receipt = tmp_path / "short.tlog-proof"
+    receipt.write_text(text + f"\u2014 {name} {short}\n")
+    genesis = tmp_path / "0.tlog-proof"
+    genesis.write_text(server.client("auditor").get("/ledger/receipts/0").text)
+    result = orchestrator("verify-receipt", str(receipt), "--vkey", vkey, "--genesis", str(genesis), check=False)
+    assert result.returncode == 1 and "FAILED at checkpoint" in result.stderr, (result.stdout, result.stderr)

@@ -294,7 +294,7 @@ def test_the_protocol_over_http_and_across_a_restart(served: tuple[WitnessServer
     assert conflict.headers["Content-Type"] == "text/x.tlog.size" and conflict.text == "3\n"
     log.append(b"d")
     assert requests.post(post, data=log.body(3), timeout=10).status_code == 200
-    assert requests.post(post, data=b"x" * 100_000, timeout=10).status_code == 413
+    assert requests.post(post, data=b"x" * 200_000, timeout=10).status_code == 413
 
 
 def served_vkey(server: WitnessServer) -> str:
@@ -309,3 +309,42 @@ def test_a_second_process_cannot_take_the_directory(served: tuple[WitnessServer,
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "in use by another witness" in result.stderr
+
+
+def test_a_note_with_16_post_quantum_sized_signatures_is_accepted(served: tuple[WitnessServer, FakeLog]) -> None:
+    """signed-note: verifiers "MUST accept at least up to 16 signatures. Remember that post-quantum
+    signatures can be up to nearly 5kB in size." Fifteen such lines by unknown keys, and the log's."""
+    server, log = served
+    log.append(b"a")
+    signed = log.note()
+    blob = base64.b64encode(bytes(4 + 4627)).decode()  # a key id and an ML-DSA-87-sized signature
+    others = "".join(f"\u2014 pq{i}.example/key {blob}\n" for i in range(15))
+    answer = requests.post(server.url + "/add-checkpoint", data=spec.add_checkpoint_body(0, [], signed + others),
+                           timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_key_name_with_a_unicode_space_makes_the_note_malformed(served: tuple[WitnessServer, FakeLog]) -> None:
+    """signed-note: "Key names MUST be non-empty and MUST NOT contain any Unicode spaces or plus
+    (U+002B) characters." Such a line beside the log's valid signature: a malformed body, not cosigned."""
+    server, log = served
+    log.append(b"a")
+    text, _ = spec.split_note(log.note())
+    stranger = spec.sign_note(text, "someone.else/key", Ed25519PrivateKey.generate()).rpartition("\n\n")[2]
+    for space in ("\u00a0", "\u2003", "\u3000"):
+        body = spec.add_checkpoint_body(0, [], log.note() + stranger.replace("else/", f"else{space}/"))
+        answer = requests.post(server.url + "/add-checkpoint", data=body, timeout=10)
+        assert answer.status_code == 400, (space, answer.status_code, answer.text)
+    assert requests.post(server.url + "/add-checkpoint", data=log.body(0), timeout=10).status_code == 200
+
+
+def test_a_witness_name_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    """The name is the key name of every cosignature line, and signed-note says "Signed notes MUST
+    NOT contain any ASCII control characters (those below U+0020) other than newline"."""
+    for name in ("w.test/a\x01b", "w.test/\x1fb"):
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "witness", "init", "--dir", str(tmp_path / "w"), "--name", name],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 2 and "witness name" in result.stderr, (name, result.stdout, result.stderr)
+    assert not (tmp_path / "w" / "witness.pem").exists()

@@ -16,8 +16,8 @@ NAME_FILE = "name"
 
 
 def check_name(name: str) -> str:
-    if not name or any(c.isspace() for c in name) or "+" in name:
-        raise ValidationError(f"witness name {name!r}: it must be non-empty, without spaces or '+'")
+    if not name or any(c.isspace() or ord(c) < 0x20 for c in name) or "+" in name:
+        raise ValidationError(f"witness name {name!r}: it must be non-empty, without spaces, control characters or '+'")
     return name
 
 
