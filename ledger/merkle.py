@@ -336,8 +336,10 @@ class Tree:
             if held < rows:  # a cached partial tile may predate the nodes: read it again
                 value = self._tile(tile_level, tile_index, fresh=True)
                 unpack, held = _partial_path(len(value), at)
-                if held < rows:
-                    raise MissingNodeError(f"Merkle node {level + held}/{(index >> (level + held)) ^ 1} is missing")
+                if held < rows:  # not in a tile (a LegacyTree's nodes are not): node by node, or MissingNodeError
+                    proof += [self.node(level + row, (index >> (level + row)) ^ 1) for row in range(rows)]
+                    level += rows
+                    continue
             path = unpack(value)
             proof += path if rows == HEIGHT else path[:rows]
             level += rows

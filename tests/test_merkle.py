@@ -25,8 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import IntegrityError
+from ledger.layout import legacy_node_key
 from ledger.merkle import (
     EMPTY_ROOT,
+    LegacyTree,
     ProofError,
     TileCache,
     Tree,
@@ -554,6 +556,20 @@ def test_trees_sharing_a_cache_see_the_tree_grow(batches: list[int], data: st.Da
     if store.size & (store.size - 1):  # the root of a tree not a power of two is read from the edge
         assert cache.edge is not None and cache.edge[0] == store.size
     assert all(level > 0 for level, _ in cache.tiles), "level-0 tiles are read from the store each time"
+
+
+def test_a_tree_in_the_old_one_key_per_node_layout_gives_the_same_proofs() -> None:
+    leaves = [b"old %d" % i for i in range(700)]
+    tree = stored(leaves).tree
+    nodes = {
+        legacy_node_key(level, index): tree.node(level, index)
+        for level in range(10)
+        for index in range(700 >> level)
+    }
+    legacy = LegacyTree(nodes.get)
+    for m in (0, 255, 256, 511, 699):
+        assert legacy.inclusion(m, 700) == path(m, leaves), m
+    assert legacy.consistency(300, 700) == proof(300, leaves)
 
 
 def test_a_tile_missing_from_the_store_is_an_integrity_error_even_through_the_cache() -> None:
