@@ -50,7 +50,7 @@ class Head(Authenticated):
     """GET /ledger/head: the log size and the state digest after applying it (any key)."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        await self._read(req)
+        await self._read(req, params=())
         size, digest = self.ledger.head()
         _send(resp, {"size": size, "state_digest": digest.hex()})
 
@@ -59,7 +59,7 @@ class Checkpoint(Authenticated):
     """GET /ledger/checkpoint: the latest C2SP signed checkpoint, text/plain."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ())
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = self.ledger.checkpoint()
 
@@ -68,7 +68,7 @@ class Key(Authenticated):
     """GET /ledger/key: the node's C2SP verifier key (name+keyid+base64 key), text/plain."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ())
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = self.ledger.vkey() + "\n"
 
@@ -79,7 +79,7 @@ class Entries(Authenticated):
     With ``wait``, a start equal to the log size waits (at most S seconds) for the next entry."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ("start", "end", "wait"))
         size = self.ledger.head()[0]
         start = _int_param(req, "start", 0)
         wanted_end = _int_param(req, "end", start + 100)
@@ -100,7 +100,7 @@ class Entries(Authenticated):
         _send(resp, {"entries": entries, "size": size, "next": end if end < size else None})
 
     async def on_get_item(self, req: Request, resp: Response, seq: str) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ())
         size = self.ledger.head()[0]
         if not re.fullmatch(r"[0-9]{1,18}", seq) or int(seq) >= size:
             raise falcon.HTTPNotFound(title="Not found", description=f"no entry {seq} (log size {size})")
@@ -112,7 +112,7 @@ class Receipt(Authenticated):
     served (or the latest signed one, when that does not hold the entry yet), text/plain."""
 
     async def on_get(self, req: Request, resp: Response, seq: str) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ())
         size = self.ledger.head()[0]
         if not re.fullmatch(r"[0-9]{1,18}", seq) or int(seq) >= size:
             raise falcon.HTTPNotFound(title="Not found", description=f"no entry {seq} (log size {size})")
@@ -125,7 +125,7 @@ class InclusionProof(Authenticated):
     """GET /ledger/proofs/inclusion?seq=N&tree_size=S (tree_size defaults to the current size)."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ("seq", "tree_size"))
         size = self.ledger.head()[0]
         seq = _int_param(req, "seq")
         tree_size = _int_param(req, "tree_size", size)
@@ -138,7 +138,7 @@ class ConsistencyProof(Authenticated):
     """GET /ledger/proofs/consistency?first=A&second=B (second defaults to the current size)."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        await self._read(req, AUDITOR)
+        await self._read(req, AUDITOR, ("first", "second"))
         size = self.ledger.head()[0]
         first = _int_param(req, "first")
         second = _int_param(req, "second", size)

@@ -22,7 +22,7 @@ from api.writes import Writes
 from ledger import routes
 from ledger.documents import COLLECTIONS
 from ledger.errors import ValidationError
-from ledger.query import Page
+from ledger.query import Page, check_collection
 
 RESERVED = ("limit", "after", "wait", "at")
 
@@ -72,12 +72,18 @@ class Authenticated:
         self.receipt_wait = context.receipt_wait
         self.waits = context.waits
 
-    async def _read(self, req: Request, role: str | None = None) -> None:
+    async def _read(self, req: Request, role: str | None = None, params: tuple[str, ...] | None = None) -> None:
+        """Authenticate a read (with `role`); `params`: the query parameters the endpoint takes (None:
+        it checks them itself), any other is refused."""
         body = await read_body(req, self.body_limit)
         self.ledger.read(signed_request(req, body), role)
+        if params is not None:
+            only_params(req, params)
 
     async def _write(self, req: Request, resp: Response) -> None:
-        wants_proof = _wants_proof(req)  # a bad value is refused before anything is written
+        routes.route_of(req.method, req.path)  # no such write endpoint: 404, before its parameters
+        only_params(req, ("proof",))  # refused before anything is written, as a bad proof value is
+        wants_proof = _wants_proof(req)
         body = await read_body(req, self.body_limit)
         media = (req.content_type or "").split(";")[0].strip().lower()
         committed = await self.writes.submit(signed_request(req, body), media)
@@ -148,6 +154,8 @@ class Collection(Authenticated):
 
     async def on_get_item(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         await self._read(req)
+        check_collection(collection)  # GET /learndone/x: no such collection (404) before its parameters
+        only_params(req, ("at",))
         at = at_param(req.params.get("at"))
         if at is None:
             _json(resp, falcon.HTTP_200, self.ledger.document(collection, uuid))
@@ -156,6 +164,8 @@ class Collection(Authenticated):
 
     async def on_get_history(self, req: Request, resp: Response, collection: str, uuid: str) -> None:
         await self._read(req)
+        check_collection(collection)
+        only_params(req, ("at",))
         at = at_param(req.params.get("at"))
         versions = await self.offload.run(self.ledger.history, collection, uuid, at)
         items = [
@@ -185,6 +195,15 @@ class Collection(Authenticated):
 
 
 PROOF_VALUES = {"1": True, "true": True, "0": False, "false": False}
+
+
+def only_params(req: Request, allowed: tuple[str, ...]) -> None:
+    """Refuse (ValidationError) a query parameter the endpoint does not take, as the API contract
+    lists them: a misspelt one would otherwise be ignored without a word."""
+    for name in req.params:
+        if name not in allowed:
+            takes = f"it takes {', '.join(repr(a) for a in allowed)}" if allowed else "it takes none"
+            raise ValidationError(f"unknown query parameter {name[:40]!r} for {req.method} {req.uri_template}: {takes}")
 
 
 def _prefers_proof(req: Request) -> bool:
@@ -231,12 +250,14 @@ class Nodes(Authenticated):
     async def on_get(self, req: Request, resp: Response) -> None:
         await self._read(req)
         _present_only(req)
+        only_params(req, ())
         members = await self.offload.run(self.ledger.members)
         _json(resp, falcon.HTTP_200, b'{"nodes":[%s]}' % b",".join(members))
 
     async def on_get_item(self, req: Request, resp: Response, key_id: str) -> None:
         await self._read(req)
         _present_only(req)
+        only_params(req, ())
         _json(resp, falcon.HTTP_200, self.ledger.member(key_id))
 
     async def on_post(self, req: Request, resp: Response, **_: str) -> None:
