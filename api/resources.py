@@ -81,8 +81,6 @@ class Authenticated:
             only_params(req, params)
 
     async def _write(self, req: Request, resp: Response) -> None:
-        routes.route_of(req.method, req.path)  # no such write endpoint: 404, before its parameters
-        only_params(req, ("proof",))  # refused before anything is written, as a bad proof value is
         wants_proof = _wants_proof(req)
         body = await read_body(req, self.body_limit)
         media = (req.content_type or "").split(";")[0].strip().lower()

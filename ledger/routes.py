@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ledger import membership, schema
-from ledger.errors import NotFoundError
+from ledger.errors import NotFoundError, ValidationError
 from ledger.schema import Check
 
 
@@ -163,3 +164,17 @@ def body(route: WriteRoute, value: Any) -> dict[str, Any]:
     if cleaned.get("status") == "done":
         schema.require(cleaned, route.required_when_done, "when status is 'done'")
     return cleaned
+
+
+#: The query parameters a write takes (the API contract's ``?proof=1``).
+WRITE_PARAMS = ("proof",)
+
+
+def check_write_params(method: str, target: str) -> None:
+    """Refuse (ValidationError) a query parameter of a write target that a write does not take:
+    a misspelt one would otherwise be ignored without a word."""
+    for name, _ in parse_qsl(urlsplit(target).query, keep_blank_values=True):
+        if name not in WRITE_PARAMS:
+            path = urlsplit(target).path
+            raise ValidationError(f"unknown query parameter {name[:40]!r} for {method} {path[:80]}: "
+                                  f"it takes {', '.join(repr(a) for a in WRITE_PARAMS)}")

@@ -309,7 +309,8 @@ class Ledger:
         durable (or refused). An exact resend of a write in flight shares its future.
 
         Raises NotFoundError (no such write endpoint), the errors of :meth:`authenticate`,
-        UnsupportedMediaError, or the refusal this same signed request got before."""
+        ValidationError (a query parameter a write does not take), UnsupportedMediaError, or the
+        refusal this same signed request got before."""
         route, _ = routes.route_of(request.method, request.path)
         signer, record = self._verified(request)
         params = signer.params
@@ -317,6 +318,7 @@ class Ledger:
                           resend=True)
         try:
             self._check(request, signer, record, route.role)
+            routes.check_write_params(request.method, request.target)
             if media_type != "application/json":
                 raise UnsupportedMediaError(f"Content-Type must be application/json, not {media_type or 'absent'!r}")
         except LedgerError as e:

@@ -3,6 +3,7 @@ nothing), rather than ignored: a misspelt `?proof=1` or `tree_size` would otherw
 it had not been sent."""
 
 import pytest
+import requests
 from conftest import Server, new_uuid
 
 
@@ -52,3 +53,18 @@ def test_a_write_with_a_misspelt_parameter_is_refused_and_appends_nothing(server
     assert answer.status_code == 400 and "unknown query parameter 'prof'" in answer.json()["description"]
     assert auditor.get("/ledger/head").json() == before
     assert admin.request("POST", "/problem?proof=1", json=_problem()).status_code == 201
+
+
+def test_a_write_is_authenticated_before_its_parameters_are_checked(server: Server) -> None:
+    """Who may write is decided first: an auditor's write with a stray parameter is a 403, not a
+    400 that would tell an unauthorised client about the endpoint's parameters."""
+    answer = server.client("auditor").request("POST", "/problem?prof=1", json=_problem())
+    assert answer.status_code == 403, answer.text
+
+
+def test_a_refused_write_answers_the_same_when_resent(server: Server) -> None:
+    admin = server.client("admin")
+    request = admin.auth()(requests.Request("POST", admin.url + "/problem?prof=1", json=_problem()).prepare())
+    first, again = admin.session.send(request, timeout=30), admin.session.send(request, timeout=30)
+    assert first.status_code == again.status_code == 400
+    assert first.json() == again.json()
