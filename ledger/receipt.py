@@ -59,8 +59,11 @@ class TlogProof:
 def parse(text: str) -> TlogProof:
     """A tlog-proof@v1; raises ReceiptError("format", ...) if it is not one."""
     head, sep, note = text.partition("\n\n")
-    if not sep or not note:
+    if not sep or not note.strip("\n"):
         raise ReceiptError("format", "no blank line before the checkpoint")
+    # A file saved with extra line ends after the note (as `jq -r` or an editor writes it) holds
+    # the same note: no signature covers them.
+    note = note.rstrip("\n") + "\n"
     lines = head.split("\n")
     if lines[0] != HEADER:
         raise ReceiptError("format", f"the first line must be {HEADER!r}")
