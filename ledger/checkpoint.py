@@ -57,8 +57,11 @@ def vkey(name: str, public: Ed25519PublicKey) -> str:
 
 
 def parse_vkey(text: str) -> tuple[str, Ed25519PublicKey]:
+    parts = text.strip().split("+", 2)  # base64 may hold '+'; names may not
+    if len(parts) != 3 or not parts[0]:
+        raise CheckpointError(f"malformed verifier key {text.strip()[:80]!r}: expected NAME+HEX+BASE64")
+    name, hash_hex, encoded = parts
     try:
-        name, hash_hex, encoded = text.strip().split("+", 2)  # base64 may hold '+'; names may not
         raw = base64.b64decode(encoded, validate=True)
         if raw[:1] != ED25519_TYPE or len(raw) != 33:
             raise ValueError("not an Ed25519 verifier key")

@@ -93,6 +93,8 @@ def check_bind(address: str) -> None:
     if not isinstance(parsed, tuple):
         return
     host, port = parsed
+    if not 0 < port < 65536:
+        raise CommandError(f"--bind {address}: the port must be from 1 to 65535")
     family = socket.AF_INET6 if util.is_ipv6(host) else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -161,6 +163,10 @@ def _trusted(path: Path | None) -> str | None:
         raise StorageError(f"--trusted-checkpoint {path} is not UTF-8 text (byte {e.start})") from e
 
 
+#: Said of a key argument that is neither a file nor a key.
+_NOT_A_FILE = " (and no file of that name exists)"
+
+
 def read_witness_keys(texts: list[str]) -> "list[WitnessKey]":
     """Witness verifier keys (type 0x04): each a file holding one, or the vkey itself."""
     from ledger import cosignature
@@ -168,7 +174,8 @@ def read_witness_keys(texts: list[str]) -> "list[WitnessKey]":
     found = []
     for text in texts:
         path = Path(text)
-        if path.is_file():
+        is_file = path.is_file()
+        if is_file:
             try:
                 text = path.read_text()
             except (OSError, UnicodeDecodeError) as e:
@@ -176,7 +183,7 @@ def read_witness_keys(texts: list[str]) -> "list[WitnessKey]":
         try:
             found.append(cosignature.parse_vkey(text))
         except LedgerError as e:
-            raise CommandError(f"--witness: {e.message}") from e
+            raise CommandError(f"--witness: {e.message}{'' if is_file else _NOT_A_FILE}") from e
     return found
 
 
@@ -186,8 +193,9 @@ def _witness_policy(args: argparse.Namespace) -> dict[str, Any]:
     quorum = args.quorum if args.quorum is not None else (1 if witnesses else 0)
     if args.quorum is not None and args.quorum < 1:
         raise CommandError(f"--quorum must be a positive number, not {args.quorum}")
-    if quorum > len(witnesses):
-        raise CommandError(f"--quorum {quorum} needs at least {quorum} --witness keys, {len(witnesses)} given")
+    distinct = len({w.name for w in witnesses})  # a witness counts once, however often it is given
+    if quorum > distinct:
+        raise CommandError(f"--quorum {quorum} needs at least {quorum} distinct --witness keys, {distinct} given")
     return {"witnesses": witnesses, "quorum": quorum}
 
 
@@ -385,11 +393,12 @@ def _node_vkey(given: str) -> "tuple[str, Ed25519PublicKey]":
     """--vkey: a file holding the node's C2SP vkey, or the vkey itself."""
     from ledger import checkpoint
 
-    text = _read_text(Path(given), "--vkey") if Path(given).is_file() else given
+    is_file = Path(given).is_file()
+    text = _read_text(Path(given), "--vkey") if is_file else given
     try:
         return checkpoint.parse_vkey(text)
     except LedgerError as e:
-        raise CommandError(f"--vkey: {e.message}") from e
+        raise CommandError(f"--vkey: {e.message}{'' if is_file else _NOT_A_FILE}") from e
 
 
 def _cmd_verify_receipt(args: argparse.Namespace) -> int:
@@ -400,7 +409,10 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
     policy = _witness_policy(args)
     genesis = None
     if args.genesis is not None:
-        data = args.genesis.read_bytes() if args.genesis.is_file() else b""
+        try:
+            data = args.genesis.read_bytes()
+        except OSError as e:
+            raise CommandError(f"cannot read --genesis {args.genesis}: {e.strerror}") from e
         try:
             if data.startswith(receipt.HEADER.encode()):
                 genesis = receipt.verify(data.decode(), node).entry  # a receipt of entry 0, checked too

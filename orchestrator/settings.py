@@ -51,6 +51,14 @@ def _text(text: str) -> str:
     return text
 
 
+def _bind(text: str) -> str:
+    """HOST:PORT, the port in 1..65535 ([::1]:PORT for an IPv6 host)."""
+    host, sep, port = _text(text).strip().rpartition(":")
+    if not sep or not host.strip("[]") or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT with a port from 1 to 65535, got {text!r}")
+    return text.strip()
+
+
 def _level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
@@ -117,7 +125,7 @@ def _setting(
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = _setting(Path("data"), _path, "DIR", "ledger data directory")
-    bind: str = _setting("127.0.0.1:8000", _text, "HOST:PORT", "address the server listens on")
+    bind: str = _setting("127.0.0.1:8000", _bind, "HOST:PORT", "address the server listens on")
     threads: int = _setting(
         4, _positive, "N", "threads of the worker's small pool for blocking reads: lists, entry pages, proofs"
     )

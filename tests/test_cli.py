@@ -6,6 +6,7 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
 from conftest import Server, free_port, init_ledger, new_uuid, orchestrator
 
 
@@ -118,3 +119,14 @@ def test_serve_on_a_busy_port_says_so_in_one_line_and_creates_nothing(tmp_path: 
     (line,) = result.stderr.splitlines()  # no gunicorn start-up, no retries
     assert line.startswith(f"orchestrator: error: cannot listen on {address}: address already in use"), line
     assert not data.exists()  # no ledger, no keys: nothing to clean up
+
+
+@pytest.mark.parametrize("command", [("serve", "--data-dir", "data"),
+                                     ("witness", "serve", "--dir", "w", "--log", "node.vkey")])
+@pytest.mark.parametrize("port", ["99999", "-1", "0"])
+def test_a_port_out_of_range_is_one_line_and_creates_nothing(tmp_path: Path, command: tuple[str, ...],
+                                                              port: str) -> None:
+    result = orchestrator(*command, "--bind", f"127.0.0.1:{port}", check=False, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "from 1 to 65535" in result.stderr.splitlines()[-1], result.stderr
+    assert list(tmp_path.iterdir()) == []

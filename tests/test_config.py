@@ -61,6 +61,9 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
         ("ORCHESTRATOR_BODY_LIMIT", "0", "ORCHESTRATOR_BODY_LIMIT: expected a positive integer, got '0'"),
         ("ORCHESTRATOR_LOG_LEVEL", "loud", "ORCHESTRATOR_LOG_LEVEL: expected one of debug, info, warning, error"),
         ("ORCHESTRATOR_BIND", "  ", "ORCHESTRATOR_BIND: must not be empty"),
+        ("ORCHESTRATOR_BIND", "127.0.0.1:99999", "ORCHESTRATOR_BIND: expected HOST:PORT with a port from 1 to 65535"),
+        ("ORCHESTRATOR_BIND", "127.0.0.1", "ORCHESTRATOR_BIND: expected HOST:PORT with a port from 1 to 65535"),
+        ("ORCHESTRATOR_BIND", "127.0.0.1:-1", "ORCHESTRATOR_BIND: expected HOST:PORT with a port from 1 to 65535"),
     ],
 )
 def test_invalid_environment_values_name_the_variable(name: str, text: str, message: str) -> None:

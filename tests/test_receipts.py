@@ -117,6 +117,20 @@ def test_verify_receipt_offline(server: Server, vkey: str, tmp_path: Path) -> No
     assert "FAILED at cosignatures" in failed(text, "--witness", stranger, "--quorum", "1")
 
 
+def test_a_missing_key_or_genesis_file_is_said_to_be_missing(server: Server, vkey: str, tmp_path: Path) -> None:
+    receipt = tmp_path / "0.tlog-proof"
+    receipt.write_text(server.client("auditor").get("/ledger/receipts/0").text)
+    missing = str(tmp_path / "nofile")
+    for args, said in (
+        (("--vkey", missing), "no file of that name"),
+        (("--vkey", vkey, "--genesis", missing), f"cannot read --genesis {missing}"),
+        (("--vkey", vkey, "--witness", missing), "no file of that name"),
+    ):
+        result = orchestrator("verify-receipt", str(receipt), *args, check=False)
+        assert result.returncode == 2 and said in result.stderr, (args, result.stderr)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def test_a_key_registered_later_needs_its_public_key(server: Server, vkey: str, tmp_path: Path) -> None:
     admin, auditor = server.client("admin"), server.client("auditor")
     name = f"late-{new_uuid()[:8]}"

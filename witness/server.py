@@ -52,7 +52,8 @@ def load(directory: Path) -> tuple[str, Ed25519PrivateKey]:
 def read_log_vkey(text: str) -> tuple[str, Ed25519PublicKey]:
     """A log's verifier key (type 0x01): the contents of the file `text` names, or the vkey itself."""
     path = Path(text)
-    if path.is_file():
+    is_file = path.is_file()
+    if is_file:
         try:
             text = path.read_text()
         except OSError as e:
@@ -60,7 +61,7 @@ def read_log_vkey(text: str) -> tuple[str, Ed25519PublicKey]:
     try:
         return checkpoint.parse_vkey(text)
     except IntegrityError as e:
-        raise ValidationError(f"--log {text.strip()[:80]!r}: {e.message}") from e
+        raise ValidationError(f"--log: {e.message}{'' if is_file else ' (and no file of that name exists)'}") from e
 
 
 def logs_of(vkeys: list[str]) -> dict[str, list[Ed25519PublicKey]]:
@@ -73,8 +74,8 @@ def logs_of(vkeys: list[str]) -> dict[str, list[Ed25519PublicKey]]:
 
 def split_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValidationError(f"--bind {bind!r}: expected HOST:PORT")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValidationError(f"--bind {bind!r}: expected HOST:PORT with a port from 1 to 65535")
     return host.strip("[]"), int(port)
 
 
