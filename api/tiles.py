@@ -4,7 +4,8 @@ and ``GET /tile/entries/<N>[.p/<W>]`` (ledger/tiles.py lays them out).
 Signed reads with the auditor role, like /ledger/*, unless the node serves a public log
 (``public_log``): then these three need no signature, so that any tlog-tiles client, or a plain
 file server mirroring them, can follow the log. Tiles and bundles are immutable once served:
-``Cache-Control: public, max-age=31536000, immutable``; the checkpoint is ``no-cache``. Bundles
+``Cache-Control: public, max-age=31536000, immutable`` (``private`` instead of ``public`` when they
+need a signature, so that no shared cache hands them to anyone); the checkpoint is ``no-cache``. Bundles
 are gzipped for a client that accepts it. Tiles are read on the read pool (one stored tile each).
 """
 
@@ -13,11 +14,11 @@ import gzip
 import falcon
 from falcon.asgi import Request, Response
 
-from api.resources import Authenticated, Context
+from api.resources import Authenticated, Context, only_params
 from ledger import tiles
 
 AUDITOR = "auditor"
-IMMUTABLE = "public, max-age=31536000, immutable"
+IMMUTABLE = "max-age=31536000, immutable"
 OCTETS = "application/octet-stream"
 
 
@@ -29,6 +30,11 @@ class Public(Authenticated):
     async def _allow(self, req: Request) -> None:
         if not self.public:
             await self._read(req, AUDITOR)
+        only_params(req, ())
+
+    def _immutable(self, resp: Response) -> None:
+        """Cache forever; in shared caches only what anyone may read."""
+        resp.set_header("Cache-Control", f"{'public' if self.public else 'private'}, {IMMUTABLE}")
 
 
 class Checkpoint(Public):
@@ -57,5 +63,5 @@ class Tile(Public):
         if tile.level is None:
             resp.set_header("Vary", "Accept-Encoding")
         resp.content_type = OCTETS
-        resp.set_header("Cache-Control", IMMUTABLE)
+        self._immutable(resp)
         resp.data = data

@@ -104,8 +104,16 @@ def test_without_public_log_tiles_need_an_auditor_signature(server: Server) -> N
     assert requests.get(server.url + "/tile/0/000.p/1", timeout=30).status_code == 401
     assert server.client("viewer").get("/tile/0/000.p/1").status_code == 403
     auditor = server.client("auditor")
-    assert auditor.get("/tile/0/000.p/1").status_code == 200
+    tile = auditor.get("/tile/0/000.p/1")
+    assert tile.status_code == 200
+    # Cached forever, but by the auditor's own cache only: a shared one would hand it to anyone.
+    assert tile.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     assert auditor.get("/checkpoint").text == auditor.get("/ledger/checkpoint").text
+
+
+def test_a_tile_path_takes_no_query_parameter(public: Server) -> None:
+    answer = requests.get(public.url + "/tile/0/000.p/1?x=1", timeout=30)
+    assert answer.status_code == 400 and "unknown query parameter 'x'" in answer.json()["description"]
 
 
 def test_an_entry_too_big_for_a_bundle_is_named(tmp_path: Path) -> None:
