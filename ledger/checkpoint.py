@@ -112,7 +112,8 @@ def open_note(note: str, name: str, public: Ed25519PublicKey | Sequence[Ed25519P
             raise CheckpointError(f"checkpoint signature by {name!r} does not verify") from e
         verified = True
     if not verified:
-        raise CheckpointError(f"checkpoint carries no signature by {name!r}")
+        ids = " or ".join(k.hex() for k in wanted)
+        raise CheckpointError(f"checkpoint carries no signature by {name!r} with key id {ids} (the key given)")
     return parse_body(body)
 
 

@@ -243,6 +243,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
     fetch = HttpFetch(s.url, key_client(s.url, key_file, key_id, required="key_file" in s.overridden))
     ledger_config = s.ledger_config()
     created = not ledger_config.log_dir.exists()
+    made_dir = not ledger_config.data_dir.exists()
     ledger_config.data_dir.mkdir(parents=True, exist_ok=True)
     store = LevelStore(ledger_config.log_dir, paranoid=True)
     done = False
@@ -255,7 +256,8 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
     finally:
         store.close()
         if created and not done:
-            shutil.rmtree(ledger_config.log_dir, ignore_errors=True)  # a first run that failed leaves nothing
+            # A first run that failed leaves nothing: not the log, nor the data dir it made.
+            shutil.rmtree(ledger_config.data_dir if made_dir else ledger_config.log_dir, ignore_errors=True)
     print(report.summary())
     return 0
 

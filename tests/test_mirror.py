@@ -94,7 +94,8 @@ def test_a_pinned_vkey_and_witness_quorum(public: Server, tmp_path: Path) -> Non
     foreign = orchestrator("vkey", "--data-dir", str(other)).stdout.strip()
     refused = mirror(public.url, tmp_path / "wrong", "--vkey", foreign)
     assert refused.returncode == 1 and refused.stderr.startswith("FAILED at "), refused.stderr
-    assert not (tmp_path / "wrong" / "log").exists()  # a first run that fails leaves nothing
+    assert "with key id" in refused.stderr  # it is signed under that name, by another key
+    assert not (tmp_path / "wrong").exists()  # a first run that fails leaves nothing
     witness = orchestrator("witness", "init", "--dir", str(tmp_path / "w"), "--name", "w.example/w1").stdout.strip()
     no_quorum = mirror(public.url, tmp_path / "witnessed", "--witness", witness)
     assert no_quorum.returncode == 1, no_quorum.stdout

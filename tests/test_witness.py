@@ -103,6 +103,7 @@ def test_status_codes_follow_the_spec(witness_dir: Path) -> None:
     assert witness.add_checkpoint(spec.add_checkpoint_body(5, [], log.note(4))).status == 400  # old > size
     assert witness.add_checkpoint(b"nonsense").status == 400
     assert witness.add_checkpoint(b"old 01\n\n" + log.note().encode()).status == 400
+    assert witness.add_checkpoint(b"old 0\n\n\n" + log.note().encode()).status == 400  # no origin line
 
     conflict = witness.add_checkpoint(log.body(2))
     assert conflict.status == 409

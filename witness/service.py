@@ -83,6 +83,8 @@ class Witness:
         except (ValidationError, IntegrityError) as e:
             return _refuse(400, e.message)
         origin = signed.text.split("\n", 1)[0]
+        if not origin:  # a checkpoint's first line names its log: an empty one is no checkpoint
+            return _refuse(400, "the checkpoint's origin line is empty")
         trusted = self.logs.get(origin)
         if trusted is None:
             return _refuse(404, f"unknown log origin {origin[:100]!r}")
