@@ -450,6 +450,7 @@ def _tile_paths() -> dict[str, Schema]:
                            {200: ("the signed note", {"text/plain": {"schema": {"type": "string"}}})}, tag="tiles")
         }
     }
+    paths["/checkpoint"]["head"] = _head(paths["/checkpoint"]["get"])
     for path, what, parameters in (
         ("/tile/{level}/{index}", "A full hash tile: 256 hashes of 32 bytes", [level, index]),
         ("/tile/{level}/{index}.p/{width}", "A partial hash tile: its first `width` hashes", [level, index, width]),
@@ -457,13 +458,21 @@ def _tile_paths() -> dict[str, Schema]:
          [index]),
         ("/tile/entries/{index}.p/{width}", "A partial entry bundle: its first `width` entries", [index, width]),
     ):
-        paths[path] = {
-            "get": _signed(
-                what + " (C2SP tlog-tiles; immutable, cached for a year; 404 beyond the tree)." + unsigned,
-                "auditor", {200: ("the tile", octets)}, not_found=True, parameters=parameters, tag="tiles",
-            )
-        }
+        get = _signed(
+            what + " (C2SP tlog-tiles; immutable, cached for a year; 404 beyond the tree)." + unsigned,
+            "auditor", {200: ("the tile", octets)}, not_found=True, parameters=parameters, tag="tiles",
+        )
+        paths[path] = {"get": get, "head": _head(get)}
     return paths
+
+
+def _head(get: Schema) -> Schema:
+    """HEAD of a tlog-tiles path, as a file server answers it: the GET's headers, no body."""
+    responses = {status: ({"description": "the headers of the GET, without its body"} if status == "200" else answer)
+                 for status, answer in get["responses"].items()}
+    summary = "The headers GET gives, without the body (as a file server answers HEAD)"
+    unsigned = " Unsigned when the node serves a public log (`public_log`)."
+    return {**get, "summary": summary + "." + unsigned, "responses": responses}
 
 
 def _uplet_uuid(kind: str) -> Schema:

@@ -180,7 +180,7 @@ class Renderer:
         content = response.get("content", {})
         schema = content.get("application/json", {}).get("schema")
         kind = next(iter(content), "")
-        return status, schema, response["description"] + ("" if schema is not None else f" (`{kind}`)")
+        return status, schema, response["description"] + ("" if schema is not None or not kind else f" (`{kind}`)")
 
     def keys(self, schema: Schema) -> list[str]:
         """The top-level keys of an answer (of every alternative of a oneOf), in order."""
@@ -215,7 +215,7 @@ class Renderer:
         return lines
 
     def operation(self, method: str, path: str, operation: Schema) -> list[str]:
-        lines = [f"### {method} {path}", "", operation["summary"] + ".", ""]
+        lines = [f"### {method} {path}", "", operation["summary"].rstrip(".") + ".", ""]
         signed = bool(operation.get("security", self.doc["security"]))
         lines += [(operation.get("description", "") if signed else "No signature needed."), ""]
         if operation.get("parameters"):

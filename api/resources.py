@@ -214,7 +214,7 @@ def _wants_proof(req: Request) -> bool:
     """Whether a write asks for a receipt that proves itself: ?proof=1 (or true), or Prefer: return=proof."""
     value = req.get_param("proof")
     if value is not None and value.lower() not in PROOF_VALUES:
-        raise ValidationError(f"query parameter 'proof' must be 1 or 0, not {value[:20]!r}")
+        raise ValidationError(f"query parameter 'proof' must be 1, 0, true or false, not {value[:20]!r}")
     return (value is not None and PROOF_VALUES[value.lower()]) or _prefers_proof(req)
 
 

@@ -46,6 +46,8 @@ class Checkpoint(Public):
         resp.cache_control = ["no-cache"]
         resp.text = self.ledger.checkpoint()
 
+    on_head = on_get  # as a file server answers HEAD: the headers of the GET, no body
+
 
 class Tile(Public):
     """GET /tile/{path}: a hash tile or an entry bundle; 404 for one the tree does not hold."""
@@ -65,3 +67,5 @@ class Tile(Public):
         resp.content_type = OCTETS
         self._immutable(resp)
         resp.data = data
+
+    on_head = on_get

@@ -114,6 +114,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     s = _settings(args)
     check_bind(s.bind)  # before anything is created: a server that cannot listen leaves no ledger behind
     witnesses = s.witnesses()
+    if not witnesses and "witness_quorum" in s.overridden:
+        raise CommandError("--witness-quorum needs the witnesses it counts: give them with --witness URL=VKEY")
     if witnesses and s.witness_quorum > len(witnesses):
         raise CommandError(
             f"--witness-quorum {s.witness_quorum} is more than the {len(witnesses)} witness(es) given with --witness"
@@ -301,8 +303,13 @@ def _signing_client(s: Settings) -> Any:
 
 
 def print_answer(answer: Any, stream: Any = None) -> None:
-    """JSON pretty-printed on a terminal, on one line when piped; text as it came."""
+    """JSON pretty-printed on a terminal, on one line when piped; text and bytes as they came."""
     stream = stream if stream is not None else sys.stdout
+    if isinstance(answer, bytes):
+        stream.flush()
+        stream.buffer.write(answer)
+        stream.buffer.flush()
+        return
     if isinstance(answer, str):
         stream.write(answer if answer.endswith("\n") or not answer else answer + "\n")
     elif stream.isatty():

@@ -177,7 +177,8 @@ class Client:
         self, method: str, path: str, body: Any = None, *, params: Mapping[str, QueryValue] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Send one signed request; the decoded JSON answer (text when the server sends text).
+        """Send one signed request; the decoded JSON answer (text when the server sends text, the
+        bytes as they came when it sends other content, such as a tile).
 
         ``path`` may carry a query string; ``timeout`` (seconds) defaults to the client's. Raises
         the ClientError subclass for the status, or Unreachable when no answer comes back.
@@ -189,8 +190,11 @@ class Client:
             raise _unreachable(self.url, e) from e
         if response.status_code >= 400:
             raise error_for(response)
-        if (response.headers.get("Content-Type") or "").startswith("application/json"):
+        content_type = response.headers.get("Content-Type") or ""
+        if content_type.startswith("application/json"):
             return response.json()
+        if content_type and not content_type.startswith("text/"):
+            return response.content
         return response.text
 
     def _post(self, path: str, body: JSON) -> JSON:

@@ -67,6 +67,16 @@ def test_text_answers_print_as_text(server: Server) -> None:
     assert result.stdout.splitlines()[0] == "orchestrator.local/ledger" and "\n\n— " in result.stdout
 
 
+def test_binary_answers_come_out_byte_for_byte(server: Server) -> None:
+    """A tile is raw hashes: `orchestrator call GET /tile/... > FILE` saves it as served."""
+    env = _env(server)
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "call", "--key-id", "auditor", "GET",
+                             "/tile/0/000.p/1"], capture_output=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    served = server.client("auditor").get("/tile/0/000.p/1").content
+    assert result.stdout == served and len(served) == 32
+
+
 def test_http_errors_exit_1_with_the_servers_message(server: Server) -> None:
     body = json.dumps(_problem())
     assert call(server, "POST", "/problem", body).returncode == 0

@@ -195,6 +195,9 @@ def test_a_platform_cycle_meets_the_contract(checked: ValidatingServer) -> None:
         cycle.ok(admin.post("/problem", {**body, "uuid": new_uuid()}))
     assert auditor.get("/tile/0/000").status_code == 200 and auditor.get("/tile/entries/000").status_code == 200
     assert auditor.get("/tile/1/000.p/1").status_code == 200
+    for path in ("/checkpoint", "/tile/0/000", "/tile/0/000.p/1", "/tile/entries/000", "/tile/entries/000.p/2"):
+        head = auditor.request("HEAD", path)
+        assert head.status_code == 200 and head.content == b"", path
     answer = admin.post("/problem?proof=1", body)
     assert answer.status_code == 201 and answer.json()["receipt"]["proof"].startswith("c2sp.org/tlog-proof@v1\n")
 

@@ -111,6 +111,16 @@ def test_without_public_log_tiles_need_an_auditor_signature(server: Server) -> N
     assert auditor.get("/checkpoint").text == auditor.get("/ledger/checkpoint").text
 
 
+def test_head_answers_as_a_file_server_does(public: Server) -> None:
+    for path, length in (("/tile/0/000", 8192), ("/tile/0/000.p/1", 32)):
+        answer = requests.head(public.url + path, timeout=30)
+        assert answer.status_code == 200 and answer.content == b""
+        assert answer.headers["Content-Length"] == str(length)
+        assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert requests.head(public.url + "/checkpoint", timeout=30).status_code == 200
+    assert requests.head(public.url + "/tile/0/x999/000", timeout=30).status_code == 404
+
+
 def test_a_tile_path_takes_no_query_parameter(public: Server) -> None:
     answer = requests.get(public.url + "/tile/0/000.p/1?x=1", timeout=30)
     assert answer.status_code == 400 and "unknown query parameter 'x'" in answer.json()["description"]

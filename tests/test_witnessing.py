@@ -213,6 +213,9 @@ def test_serve_refuses_a_quorum_above_its_witnesses_and_bad_witness_flags(tmp_pa
     over = orchestrator("serve", "--data-dir", str(data), "--bind", f"127.0.0.1:{free_port()}", "--witness",
                         f"http://127.0.0.1:9={good}", "--witness-quorum", "2", check=False)
     assert over.returncode == 2 and "--witness-quorum 2 is more than the 1 witness" in over.stderr, over.stderr
+    alone = orchestrator("serve", "--data-dir", str(data), "--bind", f"127.0.0.1:{free_port()}",
+                         "--witness-quorum", "1", check=False)
+    assert alone.returncode == 2 and "--witness-quorum needs the witnesses" in alone.stderr, alone.stderr
     assert not data.exists()  # refused before anything was created
     audit = orchestrator("audit", "--quorum", "1", check=False)
     assert audit.returncode == 2 and "--quorum 1 needs at least 1 distinct --witness" in audit.stderr, audit.stderr
