@@ -197,11 +197,8 @@ PROOF_VALUES = {"1": True, "true": True, "0": False, "false": False}
 
 def only_params(req: Request, allowed: tuple[str, ...]) -> None:
     """Refuse (ValidationError) a query parameter the endpoint does not take, as the API contract
-    lists them: a misspelt one would otherwise be ignored without a word."""
-    for name in req.params:
-        if name not in allowed:
-            takes = f"it takes {', '.join(repr(a) for a in allowed)}" if allowed else "it takes none"
-            raise ValidationError(f"unknown query parameter {name[:40]!r} for {req.method} {req.uri_template}: {takes}")
+    lists them (routes.refuse_unknown_params)."""
+    routes.refuse_unknown_params(req.params, allowed, f"{req.method} {req.uri_template}")
 
 
 def _prefers_proof(req: Request) -> bool:

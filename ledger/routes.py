@@ -7,7 +7,7 @@ arguments handed to the route's handler, in order; other segments are literal.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -170,11 +170,17 @@ def body(route: WriteRoute, value: Any) -> dict[str, Any]:
 WRITE_PARAMS = ("proof",)
 
 
+def refuse_unknown_params(names: Iterable[str], allowed: tuple[str, ...], where: str) -> None:
+    """Refuse (ValidationError) a query parameter that the endpoint `where` ("METHOD PATH") does
+    not take: a misspelt one would otherwise be ignored without a word."""
+    for name in names:
+        if name not in allowed:
+            takes = f"it takes {', '.join(repr(a) for a in allowed)}" if allowed else "it takes none"
+            raise ValidationError(f"unknown query parameter {name[:40]!r} for {where}: {takes}")
+
+
 def check_write_params(method: str, target: str) -> None:
-    """Refuse (ValidationError) a query parameter of a write target that a write does not take:
-    a misspelt one would otherwise be ignored without a word."""
-    for name, _ in parse_qsl(urlsplit(target).query, keep_blank_values=True):
-        if name not in WRITE_PARAMS:
-            path = urlsplit(target).path
-            raise ValidationError(f"unknown query parameter {name[:40]!r} for {method} {path[:80]}: "
-                                  f"it takes {', '.join(repr(a) for a in WRITE_PARAMS)}")
+    """refuse_unknown_params for a write's target URI."""
+    parts = urlsplit(target)
+    names = (name for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    refuse_unknown_params(names, WRITE_PARAMS, f"{method} {parts.path[:80]}")
