@@ -33,6 +33,16 @@ def normalize(scheme: str, authority: str) -> str:
     return host if port is None else f"{host}:{int(port)}"
 
 
+def split_bind(bind: str) -> tuple[str, int]:
+    """A listen address HOST:PORT ([HOST]:PORT for IPv6) as (host, port), the port in 1..65535.
+    Raises ValidationError."""
+    host, sep, port = bind.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValidationError(f"expected HOST:PORT with a port from 1 to 65535, got {bind!r}")
+    return host, int(port)
+
+
 def of_target(target: str) -> str:
     """The normalized authority of an absolute target URI. Raises ValidationError."""
     scheme, sep, rest = target.partition("://")

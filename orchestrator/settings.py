@@ -14,7 +14,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger.authority import Authorities
+from ledger.authority import Authorities, split_bind
 from ledger.config import LedgerConfig
 from ledger.errors import ValidationError
 
@@ -52,10 +52,11 @@ def _text(text: str) -> str:
 
 
 def _bind(text: str) -> str:
-    """HOST:PORT, the port in 1..65535 ([::1]:PORT for an IPv6 host)."""
-    host, sep, port = _text(text).strip().rpartition(":")
-    if not sep or not host.strip("[]") or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT with a port from 1 to 65535, got {text!r}")
+    """HOST:PORT (split_bind)."""
+    try:
+        split_bind(_text(text))
+    except ValidationError as e:
+        raise ValueError(e.message) from None
     return text.strip()
 
 

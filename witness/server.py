@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger import checkpoint, cosignature, keys
+from ledger import authority, checkpoint, cosignature, keys
 from ledger.errors import IntegrityError, StorageError, ValidationError
 from witness.app import create_app
 from witness.records import Records
@@ -72,13 +72,6 @@ def logs_of(vkeys: list[str]) -> dict[str, list[Ed25519PublicKey]]:
     return logs
 
 
-def split_bind(bind: str) -> tuple[str, int]:
-    host, sep, port = bind.rpartition(":")
-    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValidationError(f"--bind {bind!r}: expected HOST:PORT with a port from 1 to 65535")
-    return host.strip("[]"), int(port)
-
-
 def serve(directory: Path, bind: str, vkeys: list[str]) -> None:
     """Serve the witness until stopped (SIGINT or SIGTERM)."""
     import uvicorn
@@ -87,7 +80,10 @@ def serve(directory: Path, bind: str, vkeys: list[str]) -> None:
     logs = logs_of(vkeys)
     if not logs:
         raise ValidationError("give the logs to witness: --log VKEY_FILE (repeatable)")
-    host, port = split_bind(bind)
+    try:
+        host, port = authority.split_bind(bind)
+    except ValidationError as e:
+        raise ValidationError(f"--bind: {e.message}") from e
     records = Records(directory)
     records.lock()
     try:
